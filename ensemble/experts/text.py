@@ -1,0 +1,131 @@
+"""``TextExpert``: a Hugging Face sequence classifier fine-tuned on the shared label space."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+from ..exceptions import ConfigError
+from ._inputs import to_text
+from .base import Batch, Expert
+
+__all__ = ["TextExpert"]
+
+_BACKBONE = "backbone"
+
+
+class TextExpert(Expert):
+    """``AutoModelForSequenceClassification`` + ``AutoTokenizer`` over texts.
+
+    ``checkpoint`` is a Hub id or a local folder, resolved through
+    :mod:`ensemble.checkpoints` (so ``sentence-transformers/all-MiniLM-L6-v2`` works offline
+    with the ``offline-models`` extra). ``id2label``/``label2id`` come from
+    ``class_names``. ``trust_remote_code`` stays off unless you turn it on: it runs Python
+    code shipped with the checkpoint.
+
+    Example:
+        >>> expert = TextExpert("path/to/tiny-bert", ["neg", "pos"])  # doctest: +SKIP
+        >>> expert.predict_logits(["great movie"]).shape  # doctest: +SKIP
+        (1, 2)
+    """
+
+    modality = "text"
+
+    def __init__(
+        self,
+        checkpoint: str,
+        class_names: Sequence[str],
+        *,
+        pretrained: bool = True,
+        max_length: int = 128,
+        trust_remote_code: bool = False,
+        model_kwargs: Mapping[str, Any] | None = None,
+        input_column: str = "text",
+        seed: int = 0,
+    ) -> None:
+        super().__init__(checkpoint, class_names, input_column=input_column, seed=seed)
+        if not isinstance(max_length, int) or max_length < 2:
+            raise ConfigError(f"max_length must be an integer >= 2, got {max_length!r}.")
+        self.pretrained = pretrained
+        self.max_length = max_length
+        self.trust_remote_code = trust_remote_code
+        self.model_kwargs = dict(model_kwargs or {})
+        from ..checkpoints import resolve_text_checkpoint
+
+        source = resolve_text_checkpoint(checkpoint)
+        self._build(source, pretrained=pretrained)
+
+    def _build(self, source: str | Path, *, pretrained: bool) -> None:
+        config = AutoConfig.from_pretrained(
+            source,
+            num_labels=self.num_classes,
+            id2label=dict(enumerate(self.class_names)),
+            label2id={name: i for i, name in enumerate(self.class_names)},
+            trust_remote_code=self.trust_remote_code,
+            **self.model_kwargs,
+        )
+        config.problem_type = "single_label_classification"
+        with torch.random.fork_rng():
+            torch.manual_seed(self.seed)
+            if pretrained:
+                self.model = AutoModelForSequenceClassification.from_pretrained(
+                    source, config=config, ignore_mismatched_sizes=True,
+                    trust_remote_code=self.trust_remote_code,
+                )
+            else:
+                self.model = AutoModelForSequenceClassification.from_config(
+                    config, trust_remote_code=self.trust_remote_code
+                )
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            source, trust_remote_code=self.trust_remote_code
+        )
+        self._head = self._find_head()
+
+    def _find_head(self) -> nn.Module:
+        linear = [m for m in self.model.modules()
+                  if isinstance(m, nn.Linear) and m.out_features == self.num_classes]
+        if not linear:
+            raise ConfigError(
+                f"{type(self.model).__name__} has no linear layer with {self.num_classes} "
+                "outputs; use a model class with a sequence-classification head."
+            )
+        return linear[-1]
+
+    def _collate_inputs(self, values: list[Any], ids: list[str], *, train: bool) -> Batch:
+        texts = [to_text(value, ident) for value, ident in zip(values, ids, strict=True)]
+        encoded = self.tokenizer(texts, padding=True, truncation=True,
+                                 max_length=self.max_length, return_tensors="pt")
+        return {"inputs": dict(encoded)}
+
+    def _forward(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        return model(**batch["inputs"]).logits
+
+    def _classifier(self) -> nn.Module:
+        return self._head
+
+    def _init_params(self) -> dict[str, Any]:
+        return {"max_length": self.max_length, "model_kwargs": self.model_kwargs}
+
+    def _save_extra(self, directory: Path) -> None:
+        self.model.config.save_pretrained(directory / _BACKBONE)
+        self.tokenizer.save_pretrained(directory / _BACKBONE)
+
+    @classmethod
+    def _from_saved(cls, directory: Path, config: Mapping[str, Any],
+                    *, trust_remote_code: bool = False, **kwargs: Any) -> Expert:
+        expert = cls.__new__(cls)
+        Expert.__init__(expert, config["checkpoint"], config["class_names"],
+                        input_column=config.get("input_column", "text"),
+                        seed=config.get("seed", 0))
+        params = config["params"]
+        expert.pretrained = False
+        expert.max_length = int(params.get("max_length", 128))
+        expert.trust_remote_code = trust_remote_code
+        expert.model_kwargs = {}
+        expert._build(directory / _BACKBONE, pretrained=False)
+        return expert

@@ -1,0 +1,479 @@
+"""The one fine-tuning loop shared by every expert, built on :mod:`accelerate`.
+
+accelerate owns device placement, mixed precision, gradient accumulation and the
+distributed setup, so the same loop runs on a laptop CPU, a GPU, or several processes
+started by ``accelerate launch`` / ``torchrun``. The loop checkpoints after every epoch
+(safetensors + JSON; the optimizer state is read back with ``weights_only=True``) so a
+killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from accelerate.utils import set_seed
+from safetensors.torch import load_file as load_torch_file
+from safetensors.torch import save_file as save_torch_file
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from .._io import atomic_directory, read_json, write_json
+from ..exceptions import ArtifactError, ConfigError
+
+__all__ = ["EpochRecord", "TrainingConfig", "TrainingResult", "train_classifier"]
+
+Batch = Mapping[str, Any]
+ForwardFn = Callable[[nn.Module, Batch], torch.Tensor]
+
+_METRICS = ("accuracy", "macro_f1", "loss")
+_SCHEDULES = ("cosine", "linear", "constant")
+_PRECISIONS = ("no", "fp16", "bf16")
+
+
+@dataclass
+class TrainingConfig:
+    """Hyper-parameters of a fine-tuning run.
+
+    Example:
+        >>> TrainingConfig(epochs=3, learning_rate=3e-4, scheduler="cosine").epochs
+        3
+    """
+
+    epochs: int = 3
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    gradient_accumulation_steps: int = 1
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    max_grad_norm: float | None = 1.0
+    seed: int = 0
+    metric: Literal["accuracy", "macro_f1", "loss"] = "accuracy"
+    early_stopping_patience: int | None = None
+    class_weight: Literal["balanced"] | None = None
+    label_smoothing: float = 0.0
+    output_dir: str | None = None
+    resume: bool = False
+    num_workers: int = 0
+    progress: bool = True
+    cpu: bool = False
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first invalid field."""
+        positive = ("epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(
+                    f"TrainingConfig.{name} must be a positive integer, got {value!r}."
+                )
+        if not self.learning_rate > 0:
+            raise ConfigError(
+                f"TrainingConfig.learning_rate must be > 0, got {self.learning_rate!r}."
+            )
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ConfigError(
+                f"TrainingConfig.warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}."
+            )
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(
+                f"TrainingConfig.label_smoothing must be in [0, 1), got {self.label_smoothing!r}."
+            )
+        choices = {"scheduler": _SCHEDULES, "mixed_precision": _PRECISIONS, "metric": _METRICS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(
+                    f"TrainingConfig.{name} is {getattr(self, name)!r}; choose one of {allowed}."
+                )
+        if self.class_weight not in (None, "balanced"):
+            raise ConfigError(
+                f"TrainingConfig.class_weight is {self.class_weight!r}; use None or 'balanced'."
+            )
+        patience = self.early_stopping_patience
+        if patience is not None and (not isinstance(patience, int) or patience < 1):
+            raise ConfigError(
+                f"TrainingConfig.early_stopping_patience must be None or >= 1, got {patience!r}."
+            )
+        if self.resume and not self.output_dir:
+            raise ConfigError("TrainingConfig.resume=True needs output_dir to find the checkpoint.")
+
+    def updated(self, **changes: Any) -> TrainingConfig:
+        """A copy with ``changes`` applied; unknown names raise :class:`ConfigError`."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown training argument(s) {unknown!r}; known: {sorted(known)!r}."
+            )
+        return dataclasses.replace(self, **changes)
+
+    def signature(self) -> dict[str, Any]:
+        """Fields that must match for a checkpoint to be resumed."""
+        ignored = {"epochs", "resume", "progress", "num_workers", "output_dir",
+                   "early_stopping_patience", "eval_batch_size"}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ignored}
+
+
+@dataclass
+class EpochRecord:
+    """Metrics of one finished epoch."""
+
+    epoch: int
+    train_loss: float
+    eval_loss: float | None = None
+    eval_accuracy: float | None = None
+    eval_macro_f1: float | None = None
+    seconds: float = 0.0
+    samples_per_second: float = 0.0
+
+
+@dataclass
+class TrainingResult:
+    """What :func:`train_classifier` returns: per-epoch history and the kept epoch."""
+
+    history: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int = -1
+    best_score: float | None = None
+    stopped_early: bool = False
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A seeded permutation that changes with :meth:`set_epoch`, identical on every process."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size = size
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        return iter(rng.permutation(self.size).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def _lr_lambda(schedule: str, warmup: int, total: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if schedule == "linear":
+            return max(0.0, 1.0 - progress)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: no weight decay on biases and normalisation weights (1-D tensors)."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim <= 1 else decay).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def _class_weights(labels: Sequence[int], n_classes: int) -> torch.Tensor:
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=n_classes).astype(float)
+    weights = len(labels) / (n_classes * np.maximum(counts, 1.0))
+    weights[counts == 0] = 0.0
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def _accelerator(config: TrainingConfig) -> Accelerator:
+    state = AcceleratorState._shared_state
+    if state and state.get("mixed_precision") not in (None, config.mixed_precision):
+        # accelerate keeps one process-wide state; experts fitted one after another in the
+        # same process may ask for different precisions, so start that state afresh.
+        AcceleratorState._reset_state()
+    return Accelerator(
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        cpu=config.cpu,
+    )
+
+
+def macro_f1(predictions: np.ndarray, labels: np.ndarray, n_classes: int) -> float:
+    """Unweighted mean F1 over the classes that occur in labels or predictions."""
+    scores = []
+    for c in range(n_classes):
+        tp = np.sum((predictions == c) & (labels == c))
+        fp = np.sum((predictions == c) & (labels != c))
+        fn = np.sum((predictions != c) & (labels == c))
+        if tp + fp + fn:
+            scores.append(2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores)) if scores else 0.0
+
+
+class _Checkpoint:
+    """The resumable state of a run, one directory written atomically per epoch."""
+
+    def __init__(self, output_dir: str | os.PathLike[str]) -> None:
+        self.root = Path(output_dir)
+        self.path = self.root / "checkpoint"
+
+    def exists(self) -> bool:
+        return (self.path / "state.json").is_file()
+
+    def save(self, model: nn.Module, optimizer: Any, scheduler: Any,
+             best_state: Mapping[str, torch.Tensor] | None, state: Mapping[str, Any]) -> None:
+        with atomic_directory(self.path) as tmp:
+            save_torch_file(_contiguous(model.state_dict()), str(tmp / "model.safetensors"))
+            if best_state is not None:
+                save_torch_file(_contiguous(best_state), str(tmp / "best.safetensors"))
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+            write_json(tmp / "state.json", {**state, "scheduler": scheduler.state_dict()})
+
+    def load(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None,
+                            dict[str, Any], dict[str, Any]]:
+        state = read_json(self.path / "state.json")
+        try:
+            weights = load_torch_file(str(self.path / "model.safetensors"))
+            best_file = self.path / "best.safetensors"
+            best = load_torch_file(str(best_file)) if best_file.is_file() else None
+            optimizer = torch.load(self.path / "optimizer.pt", map_location="cpu",
+                                   weights_only=True)
+        except (OSError, RuntimeError, ValueError) as err:
+            raise ArtifactError(
+                f"checkpoint in {self.path} is unreadable ({err}); delete it or pass resume=False."
+            ) from err
+        return weights, best, optimizer, state
+
+
+def _contiguous(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous().cpu() for k, v in state.items()}
+
+
+def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
+
+
+def _improved(metric: str, score: float, best: float | None) -> bool:
+    if best is None:
+        return True
+    return score < best if metric == "loss" else score > best
+
+
+def train_classifier(
+    model: nn.Module,
+    forward: ForwardFn,
+    train_data: Dataset[Any],
+    *,
+    collate_train: Callable[[list[Any]], Batch],
+    collate_eval: Callable[[list[Any]], Batch],
+    train_labels: Sequence[int],
+    n_classes: int,
+    eval_data: Dataset[Any] | None = None,
+    config: TrainingConfig | None = None,
+    description: str = "train",
+) -> TrainingResult:
+    """Fine-tune ``model`` with cross-entropy; keep the weights of the best eval epoch.
+
+    ``forward(model, batch)`` maps a collated batch to logits ``[B, C]``; each batch also
+    holds ``labels``. On return ``model`` holds the best weights (the last epoch's when
+    there is no eval data).
+    """
+    config = config or TrainingConfig()
+    config.validate()
+    accelerator = _accelerator(config)
+    set_seed(config.seed)
+    sampler = EpochShuffleSampler(len(train_data), config.seed)
+    train_loader = DataLoader(train_data, batch_size=config.batch_size, sampler=sampler,
+                              collate_fn=collate_train, num_workers=config.num_workers)
+    eval_loader = (
+        DataLoader(eval_data, batch_size=config.eval_batch_size, shuffle=False,
+                   collate_fn=collate_eval, num_workers=config.num_workers)
+        if eval_data is not None and len(eval_data) > 0 else None
+    )
+    updates_per_epoch = math.ceil(len(train_loader) / config.gradient_accumulation_steps)
+    total_updates = updates_per_epoch * config.epochs
+    optimizer = torch.optim.AdamW(_parameter_groups(model, config.weight_decay),
+                                  lr=config.learning_rate)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        _lr_lambda(config.scheduler, int(config.warmup_ratio * total_updates), total_updates),
+    )
+    weight = _class_weights(train_labels, n_classes) if config.class_weight else None
+    loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+    loss_fn = loss_fn.to(accelerator.device)
+
+    prepared = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    model_p, optimizer_p, train_loader_p, scheduler_p = prepared
+    eval_loader_p = accelerator.prepare(eval_loader) if eval_loader is not None else None
+
+    result = TrainingResult()
+    best_state: dict[str, torch.Tensor] | None = None
+    start_epoch, bad_epochs = 0, 0
+    checkpoint = _Checkpoint(config.output_dir) if config.output_dir else None
+    signature = json.loads(json.dumps(config.signature()))
+    if checkpoint is not None and config.resume and checkpoint.exists():
+        weights, best_state, optimizer_state, state = checkpoint.load()
+        if state.get("signature") != signature:
+            raise ConfigError(
+                f"the checkpoint in {checkpoint.path} was written with different settings "
+                f"{state.get('signature')!r}; resume with the same settings, pass "
+                "resume=False, or use another output_dir."
+            )
+        accelerator.unwrap_model(model_p).load_state_dict(weights)
+        optimizer_p.optimizer.load_state_dict(optimizer_state)
+        scheduler_p.scheduler.load_state_dict(state["scheduler"])
+        result.history = [EpochRecord(**record) for record in state["history"]]
+        result.best_epoch = int(state["best_epoch"])
+        result.best_score = state["best_score"]
+        bad_epochs = int(state["bad_epochs"])
+        start_epoch = int(state["epoch"]) + 1
+        result.stopped_early = bool(state.get("stopped_early", False))
+
+    show = config.progress and accelerator.is_local_main_process
+    for epoch in range(start_epoch, config.epochs):
+        if result.stopped_early:
+            break
+        sampler.set_epoch(epoch)
+        torch.manual_seed(config.seed * 1000 + epoch)
+        record = _train_epoch(model_p, forward, train_loader_p, optimizer_p, scheduler_p,
+                              loss_fn, accelerator, config, epoch, show, description)
+        if eval_loader_p is not None:
+            _evaluate(model_p, forward, eval_loader_p, loss_fn, accelerator, n_classes, record)
+            score = {"accuracy": record.eval_accuracy, "macro_f1": record.eval_macro_f1,
+                     "loss": record.eval_loss}[config.metric]
+        else:
+            score = -record.train_loss if config.metric != "loss" else record.train_loss
+        assert score is not None
+        result.history.append(record)
+        if _improved(config.metric, score, result.best_score):
+            result.best_score, result.best_epoch, bad_epochs = float(score), epoch, 0
+            best_state = _snapshot(accelerator.unwrap_model(model_p))
+        else:
+            bad_epochs += 1
+        patience = config.early_stopping_patience
+        result.stopped_early = patience is not None and bad_epochs >= patience
+        if show:
+            tqdm.write(_describe(description, record))
+        if checkpoint is not None:
+            if accelerator.is_main_process:
+                checkpoint.save(
+                    accelerator.unwrap_model(model_p), optimizer_p.optimizer,
+                    scheduler_p.scheduler, best_state,
+                    {"epoch": epoch, "history": [dataclasses.asdict(r) for r in result.history],
+                     "best_epoch": result.best_epoch, "best_score": result.best_score,
+                     "bad_epochs": bad_epochs, "stopped_early": result.stopped_early,
+                     "signature": signature},
+                )
+            accelerator.wait_for_everyone()
+
+    unwrapped = accelerator.unwrap_model(model_p)
+    if best_state is not None:
+        unwrapped.load_state_dict(best_state)
+    unwrapped.eval()
+    accelerator.free_memory()
+    return result
+
+
+def _describe(description: str, record: EpochRecord) -> str:
+    text = f"{description} epoch {record.epoch + 1}: train_loss={record.train_loss:.4f}"
+    if record.eval_accuracy is not None:
+        text += (f" eval_loss={record.eval_loss:.4f} eval_accuracy={record.eval_accuracy:.4f}"
+                 f" eval_macro_f1={record.eval_macro_f1:.4f}")
+    return text + f" ({record.samples_per_second:.1f} samples/s)"
+
+
+def _train_epoch(
+    model: nn.Module,
+    forward: ForwardFn,
+    loader: DataLoader[Any],
+    optimizer: Any,
+    scheduler: Any,
+    loss_fn: nn.Module,
+    accelerator: Accelerator,
+    config: TrainingConfig,
+    epoch: int,
+    show: bool,
+    description: str,
+) -> EpochRecord:
+    model.train()
+    started = time.perf_counter()
+    total_loss = torch.zeros((), device=accelerator.device)
+    seen = 0
+    bar = tqdm(total=len(loader), desc=f"{description} {epoch + 1}/{config.epochs}",
+               disable=not show, leave=False, dynamic_ncols=True)
+    for step, batch in enumerate(loader):
+        with accelerator.accumulate(model):
+            logits = forward(model, batch)
+            loss = loss_fn(logits.float(), batch["labels"])
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and config.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        size = int(batch["labels"].shape[0])
+        total_loss += loss.detach() * size
+        seen += size
+        bar.update(1)
+        if show and step % 10 == 0:
+            bar.set_postfix(loss=f"{(total_loss / max(seen, 1)).item():.4f}")
+    bar.close()
+    counts = accelerator.reduce(torch.tensor([float(seen)], device=accelerator.device), "sum")
+    summed = accelerator.reduce(total_loss.reshape(1).float(), "sum")
+    seconds = time.perf_counter() - started
+    samples = float(counts.item())
+    return EpochRecord(
+        epoch=epoch,
+        train_loss=float(summed.item() / max(samples, 1.0)),
+        seconds=seconds,
+        samples_per_second=samples / max(seconds, 1e-9),
+    )
+
+
+@torch.inference_mode()
+def _evaluate(
+    model: nn.Module,
+    forward: ForwardFn,
+    loader: DataLoader[Any],
+    loss_fn: nn.Module,
+    accelerator: Accelerator,
+    n_classes: int,
+    record: EpochRecord,
+) -> None:
+    model.eval()
+    all_logits, all_labels = [], []
+    for batch in loader:
+        logits = forward(model, batch).float()
+        logits, labels = accelerator.gather_for_metrics((logits, batch["labels"]))
+        all_logits.append(logits.cpu())
+        all_labels.append(labels.cpu())
+    logits = torch.cat(all_logits)
+    labels = torch.cat(all_labels)
+    weight = getattr(loss_fn, "weight", None)
+    record.eval_loss = float(nn.functional.cross_entropy(
+        logits, labels, weight=weight.cpu() if weight is not None else None))
+    predictions = logits.argmax(dim=1).numpy()
+    record.eval_accuracy = float((predictions == labels.numpy()).mean())
+    record.eval_macro_f1 = macro_f1(predictions, labels.numpy(), n_classes)
