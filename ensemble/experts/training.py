@@ -141,6 +141,7 @@ class EpochRecord:
     eval_loss: float | None = None
     eval_accuracy: float | None = None
     eval_macro_f1: float | None = None
+    eval_examples: int = 0
     seconds: float = 0.0
     samples_per_second: float = 0.0
 
@@ -477,3 +478,4 @@ def _evaluate(
     predictions = logits.argmax(dim=1).numpy()
     record.eval_accuracy = float((predictions == labels.numpy()).mean())
     record.eval_macro_f1 = macro_f1(predictions, labels.numpy(), n_classes)
+    record.eval_examples = len(labels)
