@@ -31,6 +31,7 @@ from ._io import (
     library_versions,
     read_json,
     read_tensors,
+    sha256_file,
     write_json,
     write_tensors,
 )
@@ -85,7 +86,11 @@ class Provenance:
 
 
 class LogitSource(Protocol):
-    """What :meth:`LogitSet.from_experts` needs of an expert."""
+    """What :meth:`LogitSet.from_experts` needs of an expert.
+
+    Optional: ``present_rows(dataset) -> bool [N]`` (else ``input_column``) gives the rows
+    whose input is missing, ``checkpoint`` and ``trained_on_`` fill the provenance.
+    """
 
     class_names: list[str]
 
@@ -410,6 +415,7 @@ class LogitSet:
         }
         with atomic_directory(directory) as tmp:
             write_tensors(tmp / _TENSORS, tensors)
+            config["tensors_sha256"] = sha256_file(tmp / _TENSORS)
             write_json(tmp / _CONFIG, config)
         return directory
 
@@ -422,6 +428,11 @@ class LogitSet:
             raise ArtifactError(f"{directory} holds a {config.get('kind')!r}, not a LogitSet.")
         check_format_version(config, directory)
         tensors = read_tensors(directory / _TENSORS)
+        if sha256_file(directory / _TENSORS) != config.get("tensors_sha256"):
+            raise ArtifactError(
+                f"{directory / _TENSORS} does not match the checksum in config.json; the "
+                "artifact was modified after saving. Recompute the logits."
+            )
         try:
             modalities = [str(m) for m in config["modalities"]]
             logits = {m: tensors[f"logits.{m}"] for m in modalities}
@@ -441,6 +452,9 @@ class LogitSet:
             )
         except KeyError as err:
             raise ArtifactError(f"{directory} is incomplete: {err} is missing.") from err
+        except (TypeError, ValueError) as err:
+            # config.json and the tensors disagree (edited ids, class names, shapes, ...).
+            raise ArtifactError(f"{directory} is inconsistent: {err}") from err
 
     # -- computing from experts -----------------------------------------------------------
 
@@ -548,8 +562,12 @@ def _compute_part(
         logits, embedded = output, None
     ids = dataset[id_column] if id_column in dataset.column_names else None
     input_column = getattr(expert, "input_column", None)
+    present_rows = getattr(expert, "present_rows", None)
     mask = None
-    if input_column and input_column in dataset.column_names:
+    if present_rows is not None:
+        # The expert knows its input column and checks it without decoding every image.
+        mask = np.asarray(present_rows(dataset), dtype=bool)[:, None]
+    elif input_column and input_column in dataset.column_names:
         mask = np.array([value is not None for value in dataset[input_column]], dtype=bool)
         mask = mask[:, None]
     return LogitSet(

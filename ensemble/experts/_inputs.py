@@ -74,7 +74,8 @@ def _open_image(value: Any, ident: str) -> Image.Image:
         )
     try:
         image = Image.open(source)
-        image.load()
+        if image.width * image.height <= MAX_IMAGE_PIXELS:  # else refused without decoding
+            image.load()
     except Image.DecompressionBombError as err:
         raise InvalidImageError(f"image of example {ident!r} is too large: {err}") from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:

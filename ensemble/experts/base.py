@@ -19,7 +19,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from accelerate import Accelerator
 from safetensors.torch import load_model, save_model
 from torch import nn
 from torch.utils.data import DataLoader
@@ -41,7 +40,7 @@ from ..exceptions import (
     DataError,
     LabelError,
 )
-from .training import EpochRecord, TrainingConfig, train_classifier
+from .training import EpochRecord, TrainingConfig, make_accelerator, train_classifier
 
 __all__ = ["Expert", "load_expert"]
 
@@ -342,7 +341,7 @@ class Expert(ABC):
         empty = np.zeros((0, self.num_classes), dtype=np.float32)
         if len(rows) == 0:
             return empty, np.zeros((0, 0), dtype=np.float32)
-        accelerator = Accelerator()
+        accelerator = make_accelerator()
         loader = accelerator.prepare(DataLoader(rows, batch_size=batch_size, shuffle=False,
                                                 collate_fn=self._collate_eval))
         model = self.model.to(accelerator.device)

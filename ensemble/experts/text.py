@@ -84,6 +84,12 @@ class TextExpert(Expert):
         self.tokenizer = AutoTokenizer.from_pretrained(
             source, trust_remote_code=self.trust_remote_code
         )
+        # Never pad/truncate past what the model accepts (its tokenizer knows; transformers
+        # uses a huge sentinel when it does not).
+        limit = getattr(self.tokenizer, "model_max_length", None)
+        self._max_tokens = (min(self.max_length, limit)
+                            if isinstance(limit, int) and 0 < limit < 1_000_000_000
+                            else self.max_length)
         self._head = self._find_head()
 
     def _find_head(self) -> nn.Module:
@@ -99,7 +105,7 @@ class TextExpert(Expert):
     def _collate_inputs(self, values: list[Any], ids: list[str], *, train: bool) -> Batch:
         texts = [to_text(value, ident) for value, ident in zip(values, ids, strict=True)]
         encoded = self.tokenizer(texts, padding=True, truncation=True,
-                                 max_length=self.max_length, return_tensors="pt")
+                                 max_length=self._max_tokens, return_tensors="pt")
         return {"inputs": dict(encoded)}
 
     def _forward(self, model: nn.Module, batch: Batch) -> torch.Tensor:

@@ -208,7 +208,22 @@ def _class_weights(labels: Sequence[int], n_classes: int) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def _accelerator(config: TrainingConfig) -> Accelerator:
+def _has_accelerator_device() -> bool:
+    cuda = torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None)
+    xpu = getattr(torch, "xpu", None)
+    return bool(cuda or (mps and mps.is_available()) or (xpu and xpu.is_available()))
+
+
+def make_accelerator(config: TrainingConfig | None = None) -> Accelerator:
+    """An :class:`~accelerate.Accelerator` for ``config`` (inference: ``config=None``).
+
+    On a machine with no GPU the CPU is requested explicitly, so several processes started
+    by ``torchrun`` / ``accelerate launch`` form one gloo group instead of running alone.
+    """
+    cpu = (config.cpu if config is not None else False) or not _has_accelerator_device()
+    if config is None:
+        return Accelerator(cpu=cpu)
     state = AcceleratorState._shared_state
     if state and state.get("mixed_precision") not in (None, config.mixed_precision):
         # accelerate keeps one process-wide state; experts fitted one after another in the
@@ -217,7 +232,7 @@ def _accelerator(config: TrainingConfig) -> Accelerator:
     return Accelerator(
         mixed_precision=config.mixed_precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
-        cpu=config.cpu,
+        cpu=cpu,
     )
 
 
@@ -303,7 +318,7 @@ def train_classifier(
     """
     config = config or TrainingConfig()
     config.validate()
-    accelerator = _accelerator(config)
+    accelerator = make_accelerator(config)
     set_seed(config.seed)
     sampler = EpochShuffleSampler(len(train_data), config.seed)
     train_loader = DataLoader(train_data, batch_size=config.batch_size, sampler=sampler,
@@ -356,7 +371,9 @@ def train_classifier(
     for epoch in range(start_epoch, config.epochs):
         if result.stopped_early:
             break
-        sampler.set_epoch(epoch)
+        # Through the prepared loader: accelerate's loader re-sets its sampler's epoch to
+        # its own iteration counter (0 in a resumed run) at the start of every pass.
+        train_loader_p.set_epoch(epoch)
         torch.manual_seed(config.seed * 1000 + epoch)
         record = _train_epoch(model_p, forward, train_loader_p, optimizer_p, scheduler_p,
                               loss_fn, accelerator, config, epoch, show, description)
