@@ -1,0 +1,284 @@
+"""The combiner contract: a scikit-learn classifier over named per-expert logits.
+
+Subclasses implement four hooks: ``_check_params`` (validate hyper-parameters), ``_fit``
+(learn from a :class:`FusionData` and integer labels), ``_log_proba`` (fused
+log-probabilities) and ``_state`` / ``_restore`` (learned arrays for persistence). The base
+class owns input validation, label encoding, the leakage guard, optional per-expert
+temperature scaling, missing-expert rows and the ``config.json`` + ``model.safetensors``
+format.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from .._io import (
+    FORMAT_VERSION,
+    atomic_directory,
+    check_format_version,
+    library_versions,
+    read_json,
+    read_tensors,
+    sha256_file,
+    write_json,
+    write_tensors,
+)
+from ..exceptions import ArtifactError, ModalityError, NotFittedError
+from ..logits import LogitSet
+from ._inputs import LogitsLike, MaskLike, encode_labels, to_logitset
+from ._math import log_softmax
+from ._sklearn_io import decode_estimator, encode_estimator
+from .calibration import fit_temperatures
+
+__all__ = ["Combiner", "FusionData"]
+
+CONFIG_FILE = "config.json"
+TENSORS_FILE = "model.safetensors"
+_KIND = "combiner"
+
+
+@dataclass(frozen=True)
+class FusionData:
+    """Validated combiner input.
+
+    ``log_probs`` is the ``[N, M, C]`` float32 stack of (temperature-scaled) per-expert
+    log-probabilities in fitted modality order, zero where an expert is absent; ``mask`` the
+    ``[N, M]`` presence mask; ``logits`` the aligned :class:`LogitSet` (for features, ids).
+    """
+
+    log_probs: np.ndarray
+    mask: np.ndarray
+    logits: LogitSet
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.mask.shape[0])
+
+
+class Combiner(ClassifierMixin, BaseEstimator):
+    """Base class of every combiner (see the module docstring for the hooks).
+
+    Example:
+        >>> import numpy as np
+        >>> from ensemble.combiners import create_combiner
+        >>> rng = np.random.default_rng(0)
+        >>> y = rng.integers(0, 3, 200)
+        >>> logits = {"image": 3 * np.eye(3)[y] + rng.normal(size=(200, 3)),
+        ...           "text": 2 * np.eye(3)[y] + rng.normal(size=(200, 3))}
+        >>> combiner = create_combiner("voting").fit(logits, y)
+        >>> combiner.predict_proba(logits).shape
+        (200, 3)
+    """
+
+    registry_name: ClassVar[str] = ""
+    calibrate: bool
+
+    # -- hooks ------------------------------------------------------------------------------
+
+    def _check_params(self) -> None:
+        """Raise :class:`ConfigError` for invalid hyper-parameters."""
+
+    def _fit(self, data: FusionData, y: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _log_proba(self, data: FusionData) -> np.ndarray:
+        raise NotImplementedError
+
+    def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Learned arrays (for safetensors) and JSON-able learned values."""
+        return {}, {}
+
+    def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any],
+                 directory: Path) -> None:
+        """Inverse of :meth:`_state` on a freshly constructed instance."""
+
+    def _save_extra(self, directory: Path) -> None:
+        """Write additional files into the artifact directory (default: none)."""
+
+    # -- fitting ----------------------------------------------------------------------------
+
+    def fit(
+        self,
+        logits: LogitsLike,
+        y: Any,
+        *,
+        mask: MaskLike = None,
+        class_names: Any = None,
+    ) -> Combiner:
+        """Fit on held-out ``logits`` (a :class:`LogitSet` or ``{modality: [N, C]}``) and ``y``.
+
+        ``y`` holds integer class indices or class names. ``mask`` (array ``[N, M]`` or
+        ``{modality: [N]}``) marks absent experts; ``class_names`` names the columns of a
+        mapping (default ``"0" .. "C-1"``).
+        """
+        self._check_params()
+        logit_set = to_logitset(logits, mask=mask, class_names=class_names)
+        logit_set.check_held_out()
+        labels, by_name = encode_labels(y, logit_set.class_names, logit_set.n_rows)
+        self.class_names_ = tuple(logit_set.class_names)
+        self.classes_ = (np.asarray(self.class_names_) if by_name
+                         else np.arange(len(self.class_names_)))
+        self.modalities_ = tuple(logit_set.modalities)
+        self.n_classes_ = len(self.class_names_)
+        stacked = logit_set.stacked()
+        mask_array = np.asarray(logit_set.mask)
+        self.temperatures_ = (
+            fit_temperatures(stacked, mask_array, labels)
+            if self.calibrate
+            else np.ones(len(self.modalities_), dtype=np.float32)
+        )
+        self._fit(self._prepare(logit_set), labels)
+        return self
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "modalities_")
+
+    def _check_fitted(self) -> None:
+        if not self.__sklearn_is_fitted__():
+            raise NotFittedError(
+                f"this {type(self).__name__} is not fitted yet; call fit(logits, y) first."
+            )
+
+    def _prepare(self, logit_set: LogitSet) -> FusionData:
+        mask = np.asarray(logit_set.mask)
+        scaled = logit_set.stacked() / self.temperatures_[None, :, None]
+        log_probs = log_softmax(scaled.astype(np.float32))
+        log_probs[~mask] = 0.0
+        return FusionData(log_probs=log_probs, mask=mask, logits=logit_set)
+
+    # -- prediction -------------------------------------------------------------------------
+
+    def _validated(self, logits: LogitsLike, mask: MaskLike) -> FusionData:
+        self._check_fitted()
+        names = None if isinstance(logits, LogitSet) else self.class_names_
+        logit_set = to_logitset(logits, mask=mask, class_names=names)
+        missing = [m for m in self.modalities_ if m not in logit_set.modalities]
+        extra = [m for m in logit_set.modalities if m not in self.modalities_]
+        if missing or extra:
+            raise ModalityError(
+                f"{type(self).__name__} was fitted on modalities {list(self.modalities_)!r}; "
+                f"missing {missing!r}, unexpected {extra!r}. Pass every fitted modality "
+                "(mark unavailable rows absent in the mask) and no others."
+            )
+        logit_set = logit_set.select(self.modalities_).align(class_names=self.class_names_)
+        return self._prepare(logit_set)
+
+    def predict_logits(self, logits: LogitsLike, *, mask: MaskLike = None) -> np.ndarray:
+        """Fused log-probabilities ``[N, C]`` (float64) in the order of ``class_names_``.
+
+        Rows with no expert present get the uniform distribution.
+        """
+        data = self._validated(logits, mask)
+        return self._finish(data, self._log_proba(data))
+
+    def _finish(self, data: FusionData, scores: np.ndarray) -> np.ndarray:
+        result = log_softmax(np.asarray(scores, dtype=np.float64))
+        result[~data.mask.any(axis=1)] = -np.log(self.n_classes_)
+        return result
+
+    def predict_proba(self, logits: LogitsLike, *, mask: MaskLike = None) -> np.ndarray:
+        """Fused class probabilities ``[N, C]``; each row sums to 1."""
+        return np.exp(self.predict_logits(logits, mask=mask))
+
+    def predict(self, logits: LogitsLike, *, mask: MaskLike = None) -> np.ndarray:
+        """Predicted labels, as indices or class names like the ``y`` given to ``fit``."""
+        return self.classes_[self.predict_logits(logits, mask=mask).argmax(axis=1)]
+
+    # -- persistence ------------------------------------------------------------------------
+
+    def _encoded_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        for key, value in self.get_params(deep=False).items():
+            if isinstance(value, BaseEstimator):
+                params[key] = encode_estimator(value)
+            elif isinstance(value, tuple):
+                params[key] = list(value)
+            else:
+                params[key] = value
+        return params
+
+    @classmethod
+    def _decoded_params(cls, params: Mapping[str, Any], directory: Path) -> dict[str, Any]:
+        return {
+            key: decode_estimator(value)
+            if isinstance(value, dict) and "__estimator__" in value
+            else value
+            for key, value in params.items()
+        }
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` atomically into ``directory``."""
+        self._check_fitted()
+        arrays, state = self._state()
+        arrays = {**arrays, "temperatures": np.asarray(self.temperatures_, dtype=np.float32)}
+        config: dict[str, Any] = {
+            "kind": _KIND,
+            "format_version": FORMAT_VERSION,
+            "name": self.registry_name,
+            "class": type(self).__name__,
+            "params": self._encoded_params(),
+            "class_names": list(self.class_names_),
+            "labels": "names" if self.classes_.dtype.kind in "US" else "indices",
+            "modalities": list(self.modalities_),
+            "state": state,
+            "versions": library_versions(),
+        }
+        directory = Path(directory)
+        with atomic_directory(directory) as tmp:
+            write_tensors(tmp / TENSORS_FILE, arrays)
+            config["tensors_sha256"] = sha256_file(tmp / TENSORS_FILE)
+            self._save_extra(tmp)
+            write_json(tmp / CONFIG_FILE, config)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> Combiner:
+        """Read a combiner written by :meth:`save` (never unpickles)."""
+        if not cls.registry_name:
+            from ._registry import load_combiner
+
+            return load_combiner(directory)
+        directory = Path(directory)
+        config = read_json(directory / CONFIG_FILE)
+        if config.get("kind") != _KIND:
+            raise ArtifactError(f"{directory} holds a {config.get('kind')!r}, not a combiner.")
+        check_format_version(config, directory)
+        if config.get("name") != cls.registry_name:
+            raise ArtifactError(
+                f"{directory} holds combiner {config.get('name')!r}, not {cls.registry_name!r}; "
+                "use ensemble.load_combiner() to load any combiner."
+            )
+        arrays = read_tensors(directory / TENSORS_FILE)
+        if sha256_file(directory / TENSORS_FILE) != config.get("tensors_sha256"):
+            raise ArtifactError(
+                f"{directory / TENSORS_FILE} does not match the checksum in config.json; the "
+                "artifact was modified after saving. Re-save it from the fitted combiner."
+            )
+        try:
+            combiner = cls(**cls._decoded_params(config["params"], directory))
+            combiner._check_params()
+            combiner.class_names_ = tuple(str(c) for c in config["class_names"])
+            combiner.n_classes_ = len(combiner.class_names_)
+            combiner.classes_ = {
+                "names": np.asarray(combiner.class_names_),
+                "indices": np.arange(combiner.n_classes_),
+            }[config["labels"]]
+            combiner.modalities_ = tuple(str(m) for m in config["modalities"])
+            temperatures = np.asarray(arrays["temperatures"], dtype=np.float32)
+            if temperatures.shape != (len(combiner.modalities_),):
+                raise ValueError(f"temperatures have shape {temperatures.shape}")
+            combiner.temperatures_ = temperatures
+            combiner._restore(arrays, dict(config.get("state", {})), directory)
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            raise ArtifactError(
+                f"{directory} is incomplete or was tampered with ({type(err).__name__}: {err})."
+            ) from err
+        return combiner
+

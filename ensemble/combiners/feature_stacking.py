@@ -1,0 +1,164 @@
+"""Feature stacking: a classifier on the concatenated pre-logit embeddings of the experts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from ..exceptions import InvalidLogitsError
+from ._checks import check_rate
+from ._design import modality_dropout
+from ._registry import register_combiner
+from ._sklearn_io import (
+    check_classifier,
+    encode_estimator,
+    estimator_arrays,
+    fit_quietly,
+    full_log_proba,
+    restore_estimator,
+    restore_scaler,
+    scaler_arrays,
+)
+from .base import Combiner, FusionData
+
+__all__ = ["FeatureStacking"]
+
+
+@register_combiner("feature_stacking")
+class FeatureStacking(Combiner):
+    """The classical recipe: standardise each expert's embedding, concatenate, classify.
+
+    Reads ``LogitSet.features`` (compute them with ``LogitSet.from_experts(...,
+    features=True)``). ``classifier``: any scikit-learn classifier, default
+    ``LogisticRegression(C=1.0)``; ``sklearn.svm.SVC(probability=True)`` is the classical
+    option (it cannot be saved without pickle; linear models can).
+    ``include_log_proba`` also appends the experts' (optionally calibrated) log-probabilities.
+
+    Missing experts: their standardised features are zero-filled (the training mean) and a
+    missing-indicator column is added; ``modality_dropout`` appends training copies with
+    experts randomly dropped.
+
+    Example:
+        >>> import numpy as np
+        >>> from ensemble.logits import LogitSet
+        >>> rng = np.random.default_rng(0)
+        >>> y = rng.integers(0, 3, 300)
+        >>> emb = {m: np.eye(3)[y] @ rng.normal(size=(3, 8)) + rng.normal(size=(300, 8))
+        ...        for m in ("image", "text")}
+        >>> logits = LogitSet({m: rng.normal(size=(300, 3)) for m in emb}, ["a", "b", "c"],
+        ...                   features=emb)
+        >>> FeatureStacking().fit(logits, y).predict_proba(logits).shape
+        (300, 3)
+    """
+
+    def __init__(
+        self,
+        *,
+        classifier: BaseEstimator | None = None,
+        include_log_proba: bool = False,
+        modality_dropout: float = 0.15,
+        calibrate: bool = False,
+        random_state: int | None = 0,
+    ) -> None:
+        self.classifier = classifier
+        self.include_log_proba = include_log_proba
+        self.modality_dropout = modality_dropout
+        self.calibrate = calibrate
+        self.random_state = random_state
+
+    def _check_params(self) -> None:
+        if self.classifier is not None:
+            check_classifier(self.classifier, "classifier")
+        check_rate("modality_dropout", self.modality_dropout)
+
+    def _embeddings(self, data: FusionData) -> list[np.ndarray]:
+        features = data.logits.features or {}
+        missing = [m for m in self.modalities_ if m not in features]
+        if missing:
+            raise InvalidLogitsError(
+                f"FeatureStacking needs pre-logit features for every modality; {missing!r} "
+                "have none. Build the LogitSet with LogitSet.from_experts(..., features=True) "
+                "or pass features={modality: [N, D]}."
+            )
+        arrays = [np.asarray(features[m]) for m in self.modalities_]
+        dims = getattr(self, "feature_dims_", None)
+        if dims is not None:
+            for modality, array, dim in zip(self.modalities_, arrays, dims, strict=True):
+                if array.shape[1] != dim:
+                    raise InvalidLogitsError(
+                        f"features for {modality!r} have {array.shape[1]} columns, the "
+                        f"combiner was fitted on {dim}."
+                    )
+        return arrays
+
+    def _design(self, data: FusionData, rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        blocks = [
+            _standardise(scaler, array[rows]) * mask[:, [j]]
+            for j, (scaler, array) in enumerate(
+                zip(self.scalers_, self._embeddings(data), strict=True)
+            )
+        ]
+        blocks.append(1.0 - mask.astype(np.float32))
+        if self.include_log_proba:
+            log_probs = data.log_probs[rows] * mask[:, :, None]
+            blocks.append(log_probs.reshape(rows.size, -1) if rows.size else
+                          np.zeros((0, log_probs.shape[1] * log_probs.shape[2]), np.float32))
+        return np.concatenate(blocks, axis=1)
+
+    def _fit(self, data: FusionData, y: np.ndarray) -> None:
+        embeddings = self._embeddings(data)
+        self.scalers_ = []
+        for j, array in enumerate(embeddings):
+            present = data.mask[:, j]
+            self.scalers_.append(StandardScaler().fit(array[present] if present.any() else array))
+        self.feature_dims_ = tuple(int(a.shape[1]) for a in embeddings)
+        rng = np.random.default_rng(self.random_state)
+        everything = np.arange(data.n_rows)
+        changed, reduced = modality_dropout(data.mask, self.modality_dropout, rng)
+        design = np.concatenate([
+            self._design(data, everything, data.mask),
+            self._design(data, changed, reduced),
+        ])
+        labels = np.concatenate([y, y[changed]])
+        model = clone(self.classifier) if self.classifier is not None else LogisticRegression(
+            max_iter=200
+        )
+        self.classifier_ = fit_quietly(model, design, labels)
+
+    def _log_proba(self, data: FusionData) -> np.ndarray:
+        design = self._design(data, np.arange(data.n_rows), data.mask)
+        return full_log_proba(self.classifier_, design, self.n_classes_)
+
+    def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays = estimator_arrays(self.classifier_, "classifier")
+        for modality, scaler in zip(self.modalities_, self.scalers_, strict=True):
+            arrays.update(scaler_arrays(scaler, f"scaler.{modality}"))
+        state = {"classifier": encode_estimator(self.classifier_),
+                 "feature_dims": list(self.feature_dims_)}
+        return arrays, state
+
+    def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any],
+                 directory: Any) -> None:
+        self.feature_dims_ = tuple(int(d) for d in state["feature_dims"])
+        self.scalers_ = [restore_scaler(arrays, f"scaler.{m}") for m in self.modalities_]
+        if tuple(s.n_features_in_ for s in self.scalers_) != self.feature_dims_:
+            raise ValueError("scaler sizes do not match the recorded feature dimensions")
+        self.classifier_ = restore_estimator(state["classifier"], arrays, "classifier")
+        expected = sum(self.feature_dims_) + len(self.modalities_) * (
+            1 + self.n_classes_ * self.include_log_proba
+        )
+        if self.classifier_.n_features_in_ != expected:
+            raise ValueError(
+                f"classifier reads {self.classifier_.n_features_in_} features, expected {expected}"
+            )
+
+
+def _standardise(scaler: StandardScaler, array: np.ndarray) -> np.ndarray:
+    """``(x - mean) / scale`` in float64, as float32 (same result for a restored scaler)."""
+    mean = np.asarray(scaler.mean_, dtype=np.float64)
+    scale = np.asarray(scaler.scale_, dtype=np.float64)
+    return ((array.astype(np.float64) - mean) / scale).astype(np.float32)

@@ -1,0 +1,225 @@
+"""Learned gating: a small network picks per-example weights over the experts."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..exceptions import ConfigError
+from ._checks import check_choice, check_positive_ints, check_rate
+from ._inputs import LogitsLike, MaskLike
+from ._registry import register_combiner
+from .base import Combiner, FusionData
+
+__all__ = ["GatingCombiner"]
+
+_FUSIONS = ("mixture", "logits")
+
+
+class _GateNet(nn.Module):
+    """``[N, M, C]`` log-probs + ``[N, M]`` mask -> ``[N, M]`` masked softmax weights."""
+
+    def __init__(self, n_experts: int, n_classes: int, hidden: int) -> None:
+        super().__init__()
+        head = nn.Linear(hidden, n_experts)
+        nn.init.zeros_(head.weight)  # start from equal weights (= soft voting), then learn
+        nn.init.zeros_(head.bias)
+        self.body = nn.Sequential(nn.Linear(n_experts * (n_classes + 3), hidden), nn.ReLU(), head)
+
+    def forward(self, log_probs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        present = mask.to(log_probs.dtype)
+        probs = log_probs.exp()
+        ent = -(probs * log_probs).sum(-1)
+        top2 = probs.topk(2, dim=-1).values
+        summary = torch.stack([ent, top2[..., 0] - top2[..., 1], present], dim=-1)
+        inputs = torch.cat([log_probs, summary], dim=-1) * present.unsqueeze(-1)
+        scores = self.body(inputs.flatten(1)).masked_fill(~mask, float("-inf"))
+        none = ~mask.any(dim=1, keepdim=True)
+        return torch.softmax(scores.masked_fill(none, 0.0), dim=1)
+
+
+def _fuse(weights: torch.Tensor, log_probs: torch.Tensor, fusion: str) -> torch.Tensor:
+    if fusion == "logits":
+        return torch.log_softmax(torch.einsum("nm,nmc->nc", weights, log_probs), dim=1)
+    return torch.logsumexp(torch.log(weights.clamp_min(1e-30)).unsqueeze(-1) + log_probs, dim=1)
+
+
+@register_combiner("gating")
+class GatingCombiner(Combiner):
+    """Per-example softmax weights over experts from a small MLP (a mixture of experts).
+
+    The gate reads each expert's log-probabilities, entropy, top-2 margin and presence bit;
+    absent experts get weight exactly zero (masked softmax). ``fusion="mixture"`` mixes
+    probabilities, ``"logits"`` mixes log-probabilities. Trained with Adam on NLL, weight
+    decay, modality dropout and early stopping on an internal ``validation_fraction``
+    split. Runs on ``device`` (default: the device accelerate picks).
+    :meth:`gate_weights` shows which expert decided each example.
+
+    Example:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> y = rng.integers(0, 3, 300)
+        >>> logits = {"image": 3 * np.eye(3)[y] + rng.normal(size=(300, 3)),
+        ...           "text": rng.normal(size=(300, 3))}
+        >>> gate = GatingCombiner(max_epochs=20).fit(logits, y)
+        >>> gate.gate_weights(logits).shape  # [N, M], columns follow gate.modalities_
+        (300, 2)
+    """
+
+    def __init__(
+        self,
+        *,
+        hidden: int = 32,
+        fusion: Literal["mixture", "logits"] = "mixture",
+        lr: float = 1e-2,
+        weight_decay: float = 1e-4,
+        modality_dropout: float = 0.2,
+        max_epochs: int = 100,
+        batch_size: int = 1024,
+        patience: int = 5,
+        validation_fraction: float = 0.2,
+        device: str | None = None,
+        calibrate: bool = False,
+        random_state: int | None = 0,
+    ) -> None:
+        self.hidden = hidden
+        self.fusion = fusion
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.modality_dropout = modality_dropout
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.device = device
+        self.calibrate = calibrate
+        self.random_state = random_state
+
+    def _check_params(self) -> None:
+        check_choice("fusion", self.fusion, _FUSIONS)
+        check_positive_ints(self, ("hidden", "max_epochs", "batch_size", "patience"))
+        for name in ("lr", "weight_decay"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(f"{name} must be a number >= 0, got {value!r}.")
+        check_rate("modality_dropout", self.modality_dropout)
+        check_rate("validation_fraction", self.validation_fraction)
+
+    def _torch_device(self) -> torch.device:
+        if self.device is not None:
+            return torch.device(self.device)
+        from accelerate import PartialState
+
+        return PartialState().device
+
+    def _tensors(self, data: FusionData) -> tuple[torch.Tensor, torch.Tensor]:
+        device = self._torch_device()
+        return (torch.from_numpy(np.array(data.log_probs)).to(device),
+                torch.from_numpy(np.array(data.mask)).to(device))
+
+    # -- training ---------------------------------------------------------------------------
+
+    def _fit(self, data: FusionData, y: np.ndarray) -> None:
+        seed = 0 if self.random_state is None else int(self.random_state)
+        generator = torch.Generator().manual_seed(seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = _GateNet(len(self.modalities_), self.n_classes_, self.hidden)
+        device = self._torch_device()
+        net.to(device)
+        log_probs, mask = self._tensors(data)
+        labels = torch.as_tensor(y, device=device)
+        order = torch.randperm(data.n_rows, generator=generator).to(device)
+        n_val = round(self.validation_fraction * data.n_rows)
+        if data.n_rows - n_val < 1:
+            n_val = 0
+        val, train = order[:n_val], order[n_val:]
+        optimiser = torch.optim.AdamW(net.parameters(), lr=self.lr,
+                                      weight_decay=self.weight_decay)
+        best = (self._validation_loss(net, log_probs, mask, labels, val),
+                {k: v.clone() for k, v in net.state_dict().items()})
+        stale, self.n_epochs_ = 0, 0
+        for _ in range(self.max_epochs):
+            self.n_epochs_ += 1
+            net.train()
+            shuffled = train[torch.randperm(train.numel(), generator=generator).to(device)]
+            for batch in shuffled.split(self.batch_size):
+                batch_mask = self._dropped(mask[batch], generator)
+                weights = net(log_probs[batch], batch_mask)
+                fused = _fuse(weights, log_probs[batch], self.fusion)
+                loss = nn.functional.nll_loss(fused, labels[batch])
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+            if n_val == 0:
+                continue
+            val_loss = self._validation_loss(net, log_probs, mask, labels, val)
+            if val_loss < best[0] - 1e-4:
+                best, stale = (val_loss, {k: v.clone() for k, v in net.state_dict().items()}), 0
+            else:
+                stale += 1
+                if stale >= self.patience:
+                    break
+        if n_val:
+            net.load_state_dict(best[1])
+        self.validation_nll_ = best[0] if n_val else None
+        self.gate_ = net.eval()
+
+    def _validation_loss(self, net: _GateNet, log_probs: torch.Tensor, mask: torch.Tensor,
+                         labels: torch.Tensor, rows: torch.Tensor) -> float:
+        if rows.numel() == 0:
+            return float("inf")
+        net.eval()
+        with torch.no_grad():
+            fused = _fuse(net(log_probs[rows], mask[rows]), log_probs[rows], self.fusion)
+            return float(nn.functional.nll_loss(fused, labels[rows]))
+
+    def _dropped(self, mask: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if self.modality_dropout <= 0:
+            return mask
+        keep = torch.rand(mask.shape, generator=generator).to(mask.device) >= self.modality_dropout
+        reduced = mask & keep
+        emptied = ~reduced.any(dim=1, keepdim=True)
+        return torch.where(emptied, mask, reduced)
+
+    # -- prediction -------------------------------------------------------------------------
+
+    def _weights_tensor(self, data: FusionData) -> tuple[torch.Tensor, torch.Tensor]:
+        log_probs, mask = self._tensors(data)
+        self.gate_.to(log_probs.device)
+        with torch.no_grad():
+            return self.gate_(log_probs, mask), log_probs
+
+    def _log_proba(self, data: FusionData) -> np.ndarray:
+        weights, log_probs = self._weights_tensor(data)
+        with torch.no_grad():
+            return _fuse(weights, log_probs, self.fusion).cpu().numpy()
+
+    def gate_weights(self, logits: LogitsLike, *, mask: MaskLike = None) -> np.ndarray:
+        """Per-example expert weights ``[N, M]`` (columns follow ``modalities_``; rows sum to 1
+        over present experts, absent experts get 0)."""
+        data = self._validated(logits, mask)
+        return self._weights_tensor(data)[0].cpu().numpy().astype(np.float64)
+
+    # -- persistence ------------------------------------------------------------------------
+
+    def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays = {f"gate.{k}": v.detach().cpu().numpy() for k, v in self.gate_.state_dict().items()}
+        return arrays, {"n_epochs": self.n_epochs_, "validation_nll": self.validation_nll_}
+
+    def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any],
+                 directory: Any) -> None:
+        net = _GateNet(len(self.modalities_), self.n_classes_, self.hidden)
+        tensors = {k[len("gate."):]: torch.as_tensor(v) for k, v in arrays.items()
+                   if k.startswith("gate.")}
+        try:
+            net.load_state_dict(tensors)
+        except RuntimeError as err:
+            raise ValueError(f"gate weights do not fit the network: {err}") from err
+        self.gate_ = net.eval()
+        self.n_epochs_ = int(state["n_epochs"])
+        self.validation_nll_ = state["validation_nll"]
+

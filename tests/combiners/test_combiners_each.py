@@ -1,0 +1,167 @@
+"""Behaviour specific to each combiner."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression, RidgeClassifier
+from sklearn.svm import SVC
+
+from ensemble.combiners import (
+    EnsembleSelection,
+    FeatureStacking,
+    GatingCombiner,
+    StackingCombiner,
+    VotingCombiner,
+    load_combiner,
+)
+from ensemble.combiners._math import log_softmax
+from ensemble.exceptions import ArtifactError, InvalidLogitsError
+from ensemble.logits import LogitSet
+
+# -- voting ---------------------------------------------------------------------------------
+
+
+def test_hard_voting_majority_and_tie_break() -> None:
+    one_hot = np.log(np.array([[0.6, 0.3, 0.1], [0.1, 0.45, 0.45], [0.2, 0.35, 0.45]]))
+    a = np.array([one_hot[0], one_hot[0]])  # votes 0 (p=.6)
+    b = np.array([one_hot[1], one_hot[2]])  # votes 1 (tie with 2 -> first max), votes 2
+    c = np.array([one_hot[2], one_hot[1]])
+    logits = {"a": a, "b": b, "c": c}
+    voter = VotingCombiner(method="hard").fit(logits, [0, 1])
+    # Row 0: votes a->0, b->1, c->2: a three-way tie, broken by summed probability (class 2).
+    # Row 1: a->0, b->2, c->1: also a tie; summed probability favours class 1.
+    sums = np.exp(np.stack([a, b, c], 1)).sum(1)
+    np.testing.assert_array_equal(voter.predict(logits), sums.argmax(1))
+    majority = {"a": a, "b": a, "c": c}
+    np.testing.assert_array_equal(voter.predict(majority), [0, 0])
+
+
+def test_user_and_fitted_weights(train_set) -> None:
+    logits, y = train_set
+    voter = VotingCombiner(weights={"image": 2.0, "text": 1.0, "audio": 1.0}).fit(logits, y)
+    np.testing.assert_allclose(voter.weights_, [0.5, 0.25, 0.25])
+    rng = np.random.default_rng(0)
+    noisy = dict(logits.logits)
+    noisy["audio"] = rng.normal(size=noisy["audio"].shape)
+    fitted = VotingCombiner(weights="fit").fit(noisy, y)
+    assert fitted.weights_[2] < 0.1
+    assert np.isclose(fitted.weights_.sum(), 1.0)
+
+
+def test_geometric_is_product_of_experts(small_set) -> None:
+    logits, y = small_set
+    voter = VotingCombiner(method="geometric").fit(logits, y)
+    mean = sum(log_softmax(a.astype(np.float64)) for a in logits.logits.values()) / 3
+    expected = log_softmax(mean)
+    np.testing.assert_allclose(voter.predict_logits(logits), expected, atol=1e-5)
+
+
+# -- stacking -------------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_stacking_matches_sklearn_on_the_same_features(train_set) -> None:
+    logits, y = train_set
+    stacker = StackingCombiner(meta_learner=LogisticRegression(C=0.5), modality_dropout=0.0)
+    stacker.fit(logits, y)
+    # The documented layout: each expert's log-probabilities, then one missing indicator
+    # per expert (all zero here).
+    features = np.hstack([log_softmax(logits.logits[m]) for m in logits.modalities]
+                         + [1.0 - np.asarray(logits.mask, dtype=np.float32)])
+    reference = LogisticRegression(C=0.5).fit(features, y)
+    np.testing.assert_allclose(stacker.meta_learner_.coef_, reference.coef_, atol=1e-6)
+    np.testing.assert_allclose(stacker.predict_proba(logits), reference.predict_proba(features),
+                               atol=1e-6)
+
+
+def test_stacking_default_cv_and_out_of_fold(small_set) -> None:
+    logits, y = small_set
+    stacker = StackingCombiner(Cs=(0.01, 1.0), cv=3,
+                               meta_features=("log_proba", "entropy", "max_proba")).fit(logits, y)
+    assert stacker.C_ in (0.01, 1.0)
+    assert stacker.oof_proba_.shape == (logits.n_rows, logits.n_classes)
+    np.testing.assert_allclose(stacker.oof_proba_.sum(1), 1.0)
+    # Out-of-fold accuracy is an honest (lower) estimate than the in-sample one.
+    in_sample = (stacker.predict_proba(logits).argmax(1) == y).mean()
+    assert (stacker.oof_proba_.argmax(1) == y).mean() <= in_sample + 0.02
+
+
+def test_stacking_other_linear_meta_learner_round_trip(small_set, tmp_path) -> None:
+    logits, y = small_set
+    stacker = StackingCombiner(meta_learner=RidgeClassifier()).fit(logits, y)
+    stacker.save(tmp_path / "ridge")
+    np.testing.assert_array_equal(load_combiner(tmp_path / "ridge").predict_proba(logits),
+                                  stacker.predict_proba(logits))
+
+
+# -- gating ---------------------------------------------------------------------------------
+
+
+def test_gate_weights_are_masked_and_normalised(small_set) -> None:
+    logits, y = small_set
+    gate = GatingCombiner(max_epochs=10, device="cpu", fusion="logits").fit(logits, y)
+    mask = np.ones((logits.n_rows, 3), dtype=bool)
+    mask[::2, 1] = False
+    weights = gate.gate_weights(logits, mask=mask)
+    assert weights.shape == (logits.n_rows, 3)
+    assert np.all(weights[::2, 1] == 0.0)
+    np.testing.assert_allclose(weights.sum(1), 1.0, atol=1e-6)
+    assert gate.n_epochs_ <= 10
+
+
+def test_gate_trusts_the_reliable_expert(train_set) -> None:
+    logits, y = train_set
+    gate = GatingCombiner(max_epochs=6).fit(logits, y)
+    weights = gate.gate_weights(logits)
+    top = logits.logits["image"].argmax(1)
+    # When the image expert names one of its own classes (y % 3 == 0) it is usually right.
+    own = (top % 3) == 0
+    assert weights[own, 0].mean() > weights[~own, 0].mean() + 0.2
+
+
+# -- ensemble selection ---------------------------------------------------------------------
+
+
+def test_selection_with_combiner_candidates_and_bagging(small_set, tmp_path) -> None:
+    logits, y = small_set
+    selection = EnsembleSelection(
+        candidates=[VotingCombiner(method="geometric"), StackingCombiner(Cs=(1.0,))],
+        n_bags=4, bag_fraction=0.6, metric="accuracy", n_iterations=5,
+    ).fit(logits, y)
+    assert selection.candidate_names_ == ("image", "text", "audio", "0:voting", "1:stacking")
+    assert selection.counts_.sum() == 4 * (5 + 1)
+    selection.save(tmp_path / "sel")
+    assert (tmp_path / "sel" / "candidates" / "1" / "config.json").is_file()
+    loaded = load_combiner(tmp_path / "sel")
+    np.testing.assert_array_equal(loaded.predict_proba(logits), selection.predict_proba(logits))
+
+
+def test_selection_sorted_initialisation(small_set) -> None:
+    logits, y = small_set
+    selection = EnsembleSelection(n_init=3, n_iterations=1).fit(logits, y)
+    assert selection.counts_.sum() == 4
+    assert (selection.counts_ >= 1).all()
+
+
+# -- feature stacking -----------------------------------------------------------------------
+
+
+def test_feature_stacking_needs_features(small_set) -> None:
+    logits, y = small_set
+    with pytest.raises(InvalidLogitsError, match="pre-logit features"):
+        FeatureStacking().fit(dict(logits.logits), y)
+    fitted = FeatureStacking(include_log_proba=True).fit(logits, y)
+    narrow = LogitSet(dict(logits.logits), logits.class_names,
+                      features={m: a[:, :5] for m, a in logits.features.items()})
+    with pytest.raises(InvalidLogitsError, match="fitted on 12"):
+        fitted.predict_proba(narrow)
+
+
+def test_feature_stacking_with_svc_fits_but_refuses_pickle_save(small_set, tmp_path) -> None:
+    logits, y = small_set
+    svc = FeatureStacking(classifier=SVC()).fit(logits, y)
+    np.testing.assert_allclose(svc.predict_proba(logits).sum(1), 1.0)
+    with pytest.raises(ArtifactError, match=r"SVC without pickle.*LogisticRegression"):
+        svc.save(tmp_path / "svc")
+    assert not (tmp_path / "svc").exists()
