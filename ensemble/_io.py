@@ -27,6 +27,7 @@ __all__ = [
     "library_versions",
     "read_json",
     "read_tensors",
+    "read_verified_tensors",
     "sha256_file",
     "write_json",
     "write_tensors",
@@ -120,8 +121,8 @@ def write_tensors(
     path: str | os.PathLike[str],
     tensors: Mapping[str, np.ndarray],
     metadata: Mapping[str, str] | None = None,
-) -> None:
-    """Save numpy arrays to a safetensors file (atomically)."""
+) -> str:
+    """Save numpy arrays to a safetensors file (atomically); return its sha256."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -129,7 +130,9 @@ def write_tensors(
     try:
         arrays = {key: np.ascontiguousarray(value) for key, value in tensors.items()}
         save_file(arrays, tmp, metadata=dict(metadata) if metadata else None)
+        digest = sha256_file(tmp)
         os.replace(tmp, path)
+        return digest
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -144,6 +147,23 @@ def read_tensors(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise ArtifactError(f"{path} is not a valid safetensors file ({err}).") from err
+
+
+def read_verified_tensors(
+    path: str | os.PathLike[str], expected_sha256: Any, *, remedy: str
+) -> dict[str, np.ndarray]:
+    """Load a safetensors file after checking its sha256 against the one saved with it.
+
+    ``remedy`` completes the error message (what to do when the file was modified).
+    """
+    path = Path(path)
+    tensors = read_tensors(path)
+    if sha256_file(path) != expected_sha256:
+        raise ArtifactError(
+            f"{path} does not match the checksum in config.json; the artifact was modified "
+            f"after saving. {remedy}"
+        )
+    return tensors
 
 
 def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:

@@ -30,8 +30,7 @@ from ._io import (
     check_format_version,
     library_versions,
     read_json,
-    read_tensors,
-    sha256_file,
+    read_verified_tensors,
     write_json,
     write_tensors,
 )
@@ -414,8 +413,7 @@ class LogitSet:
             "versions": library_versions(),
         }
         with atomic_directory(directory) as tmp:
-            write_tensors(tmp / _TENSORS, tensors)
-            config["tensors_sha256"] = sha256_file(tmp / _TENSORS)
+            config["tensors_sha256"] = write_tensors(tmp / _TENSORS, tensors)
             write_json(tmp / _CONFIG, config)
         return directory
 
@@ -427,12 +425,8 @@ class LogitSet:
         if config.get("kind") != "LogitSet":
             raise ArtifactError(f"{directory} holds a {config.get('kind')!r}, not a LogitSet.")
         check_format_version(config, directory)
-        tensors = read_tensors(directory / _TENSORS)
-        if sha256_file(directory / _TENSORS) != config.get("tensors_sha256"):
-            raise ArtifactError(
-                f"{directory / _TENSORS} does not match the checksum in config.json; the "
-                "artifact was modified after saving. Recompute the logits."
-            )
+        tensors = read_verified_tensors(directory / _TENSORS, config.get("tensors_sha256"),
+                                        remedy="Recompute the logits.")
         try:
             modalities = [str(m) for m in config["modalities"]]
             logits = {m: tensors[f"logits.{m}"] for m in modalities}
@@ -503,7 +497,8 @@ class LogitSet:
                 dataset_fingerprint=dataset_fingerprint,
                 trained_on=tuple(getattr(expert, "trained_on_", ()) or ()),
             )
-            key = cache.key(provenance, features=features) if cache is not None else ""
+            key = (cache.key(provenance, features=features, id_column=id_column)
+                   if cache is not None else "")
             part = cache.get(key) if cache is not None else None
             if part is None:
                 part = _compute_part(modality, expert, dataset, provenance,
@@ -593,13 +588,13 @@ class LogitCache:
         self.directory = Path(directory)
 
     @staticmethod
-    def key(provenance: Provenance, *, features: bool) -> str:
+    def key(provenance: Provenance, *, features: bool, id_column: str = "id") -> str:
         """Cache key of one expert's logits on one dataset."""
         if not provenance.fingerprint or not provenance.dataset_fingerprint:
             return ""
         text = "|".join(
             [provenance.fingerprint, provenance.dataset_fingerprint, provenance.split,
-             "features" if features else "logits"]
+             "features" if features else "logits", id_column]
         )
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 

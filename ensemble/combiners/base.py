@@ -25,8 +25,7 @@ from .._io import (
     check_format_version,
     library_versions,
     read_json,
-    read_tensors,
-    sha256_file,
+    read_verified_tensors,
     write_json,
     write_tensors,
 )
@@ -232,8 +231,7 @@ class Combiner(ClassifierMixin, BaseEstimator):
         }
         directory = Path(directory)
         with atomic_directory(directory) as tmp:
-            write_tensors(tmp / TENSORS_FILE, arrays)
-            config["tensors_sha256"] = sha256_file(tmp / TENSORS_FILE)
+            config["tensors_sha256"] = write_tensors(tmp / TENSORS_FILE, arrays)
             self._save_extra(tmp)
             write_json(tmp / CONFIG_FILE, config)
         return directory
@@ -255,12 +253,10 @@ class Combiner(ClassifierMixin, BaseEstimator):
                 f"{directory} holds combiner {config.get('name')!r}, not {cls.registry_name!r}; "
                 "use ensemble.load_combiner() to load any combiner."
             )
-        arrays = read_tensors(directory / TENSORS_FILE)
-        if sha256_file(directory / TENSORS_FILE) != config.get("tensors_sha256"):
-            raise ArtifactError(
-                f"{directory / TENSORS_FILE} does not match the checksum in config.json; the "
-                "artifact was modified after saving. Re-save it from the fitted combiner."
-            )
+        arrays = read_verified_tensors(
+            directory / TENSORS_FILE, config.get("tensors_sha256"),
+            remedy="Re-save it from the fitted combiner.",
+        )
         try:
             combiner = cls(**cls._decoded_params(config["params"], directory))
             combiner._check_params()

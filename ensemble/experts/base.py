@@ -56,6 +56,10 @@ class _Rows(TorchDataset[dict[str, Any]]):
 
     def __init__(self, source: Any, column: str, indices: Sequence[int],
                  labels: np.ndarray | None = None) -> None:
+        if not isinstance(source, list):
+            # Read only what the expert needs: a text expert never decodes images.
+            source = source.select_columns([c for c in (column, "id")
+                                            if c in source.column_names])
         self.source = source
         self.column = column
         self.indices = list(indices)
@@ -396,6 +400,9 @@ class Expert(ABC):
             "params": self._init_params(),
             "trained_on": self.trained_on_,
             "history": [dataclasses.asdict(record) for record in self.history_],
+            "best_epoch": getattr(self, "best_epoch_", None),
+            "training_config": (dataclasses.asdict(self.training_config_)
+                                if hasattr(self, "training_config_") else None),
             "fingerprint": self.fingerprint(),
             "versions": library_versions(),
         }
@@ -433,6 +440,10 @@ class Expert(ABC):
         expert.model.eval()
         expert.trained_on_ = [str(f) for f in config.get("trained_on", [])]
         expert.history_ = [EpochRecord(**record) for record in config.get("history", [])]
+        if config.get("best_epoch") is not None:
+            expert.best_epoch_ = int(config["best_epoch"])
+        if config.get("training_config") is not None:
+            expert.training_config_ = TrainingConfig().updated(**config["training_config"])
         return expert
 
 

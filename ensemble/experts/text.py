@@ -132,6 +132,7 @@ class TextExpert(Expert):
         expert.pretrained = False
         expert.max_length = int(params.get("max_length", 128))
         expert.trust_remote_code = trust_remote_code
-        expert.model_kwargs = {}
+        # The saved backbone config already holds these; kept so a re-save records them.
+        expert.model_kwargs = dict(params.get("model_kwargs") or {})
         expert._build(directory / _BACKBONE, pretrained=False)
         return expert

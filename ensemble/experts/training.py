@@ -127,7 +127,7 @@ class TrainingConfig:
 
     def signature(self) -> dict[str, Any]:
         """Fields that must match for a checkpoint to be resumed."""
-        ignored = {"epochs", "resume", "progress", "num_workers", "output_dir",
+        ignored = {"resume", "progress", "num_workers", "output_dir",
                    "early_stopping_patience", "eval_batch_size"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in ignored}
 

@@ -98,6 +98,8 @@ def test_save_and_load_give_identical_logits_and_fingerprint(fitted, validation,
         assert loaded.fingerprint() == expert.fingerprint()
         assert loaded.trained_on_ == expert.trained_on_
         assert loaded.history_ == expert.history_
+        assert loaded.best_epoch_ == expert.best_epoch_
+        assert loaded.training_config_ == expert.training_config_
     np.testing.assert_array_equal(loaded.predict_logits(validation, progress=False),
                                   expert.predict_logits(validation, progress=False))
 

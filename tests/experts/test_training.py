@@ -151,6 +151,14 @@ def test_resume_with_different_settings_is_refused(tmp_path: Path) -> None:
         _fit(epochs=2, output_dir=str(tmp_path), resume=True, learning_rate=0.01)
 
 
+def test_resume_with_a_different_epoch_count_is_refused(tmp_path: Path) -> None:
+    # The schedule is sized from epochs: continuing with another count would silently
+    # follow a different learning-rate curve.
+    _fit(epochs=1, output_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="different settings"):
+        _fit(epochs=3, output_dir=str(tmp_path), resume=True)
+
+
 def test_resume_after_the_last_epoch_trains_no_further(tmp_path: Path) -> None:
     done, _ = _fit(epochs=2, output_dir=str(tmp_path))
     again, result = _fit(epochs=2, output_dir=str(tmp_path), resume=True)
@@ -222,6 +230,7 @@ def test_without_eval_data_the_lowest_train_loss_epoch_is_kept() -> None:
 def test_signature_ignores_only_run_control_fields() -> None:
     config = TrainingConfig()
     signature = config.signature()
-    assert "learning_rate" in signature and "seed" in signature
-    assert "epochs" not in signature and "output_dir" not in signature
+    # epochs sizes the learning-rate schedule, so a resumed run must keep it.
+    assert {"learning_rate", "seed", "epochs"} <= set(signature)
+    assert "output_dir" not in signature and "resume" not in signature
     assert set(signature) < {f.name for f in dataclasses.fields(config)}
