@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 from ..exceptions import ConfigError
 from ._inputs import to_text
@@ -73,10 +75,7 @@ class TextExpert(Expert):
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
             if pretrained:
-                self.model = AutoModelForSequenceClassification.from_pretrained(
-                    source, config=config, ignore_mismatched_sizes=True,
-                    trust_remote_code=self.trust_remote_code,
-                )
+                self.model = self._load_pretrained(source, config)
             else:
                 self.model = AutoModelForSequenceClassification.from_config(
                     config, trust_remote_code=self.trust_remote_code
@@ -91,6 +90,37 @@ class TextExpert(Expert):
                             if isinstance(limit, int) and 0 < limit < 1_000_000_000
                             else self.max_length)
         self._head = self._find_head()
+
+    def _load_pretrained(self, source: str | Path, config: Any) -> nn.Module:
+        """Load the backbone; warn only when weights other than the new head are missing.
+
+        A fresh classification head is expected (the checkpoint was trained on other
+        labels), so transformers' own load report is silenced and replaced by a warning
+        that names any *unexpected* gap, e.g. a body layer that was not in the checkpoint.
+        """
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        try:
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                source, config=config, ignore_mismatched_sizes=True,
+                trust_remote_code=self.trust_remote_code, output_loading_info=True,
+            )
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            hf_logging.enable_progress_bar()
+        head = {name for name, module in model.named_modules()
+                if isinstance(module, nn.Linear) and module.out_features == self.num_classes}
+        missing = [key for key in info.get("missing_keys", ())
+                   if key.rsplit(".", 1)[0] not in head]
+        if missing:
+            warnings.warn(
+                f"{source}: {len(missing)} backbone weight(s) were not in the checkpoint and "
+                f"start random, e.g. {sorted(missing)[:5]!r}; check the checkpoint matches "
+                "the architecture.",
+                stacklevel=3,
+            )
+        return model
 
     def _find_head(self) -> nn.Module:
         linear = [m for m in self.model.modules()

@@ -260,3 +260,26 @@ def test_experts_with_different_class_names_cannot_be_combined(validation) -> No
 def test_class_names_must_be_distinct() -> None:
     with pytest.raises(ClassMismatchError):
         _image(names=["red", "red"])
+
+
+def test_text_expert_warns_only_when_backbone_weights_are_missing(
+    tiny_text_checkpoint: Path, tmp_path: Path
+) -> None:
+    import shutil
+    import warnings
+
+    from safetensors.torch import load_file, save_file
+
+    # The tiny checkpoint's 2-class head is replaced by a new head: no warning for that.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _text(tiny_text_checkpoint)
+    # A checkpoint missing a body layer is loaded, but the gap is named.
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_text_checkpoint, broken)
+    weights = load_file(str(broken / "model.safetensors"))
+    dropped = next(k for k in weights if "encoder.layer.1.output.dense.weight" in k)
+    del weights[dropped]
+    save_file(weights, str(broken / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.warns(UserWarning, match="encoder.layer.1.output.dense.weight"):
+        _text(broken)
