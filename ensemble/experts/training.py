@@ -225,7 +225,7 @@ def make_accelerator(config: TrainingConfig | None = None) -> Accelerator:
     if config is None:
         return Accelerator(cpu=cpu)
     state = AcceleratorState._shared_state
-    if state and state.get("mixed_precision") not in (None, config.mixed_precision):
+    if state and state.get("_mixed_precision") not in (None, config.mixed_precision):
         # accelerate keeps one process-wide state; experts fitted one after another in the
         # same process may ask for different precisions, so start that state afresh.
         AcceleratorState._reset_state()

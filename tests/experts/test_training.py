@@ -234,3 +234,13 @@ def test_signature_ignores_only_run_control_fields() -> None:
     assert {"learning_rate", "seed", "epochs"} <= set(signature)
     assert "output_dir" not in signature and "resume" not in signature
     assert set(signature) < {f.name for f in dataclasses.fields(config)}
+
+
+def test_runs_with_different_mixed_precision_follow_each_other() -> None:
+    # accelerate keeps one process-wide state; the loop must let a bf16 run follow a
+    # full-precision one (e.g. an image then a text expert) and vice versa.
+    _, bf16 = _fit(mixed_precision="bf16")
+    _, full = _fit(mixed_precision="no")
+    _, again = _fit(mixed_precision="bf16")
+    assert len(bf16.history) == len(full.history) == len(again.history) == 2
+    assert [r.train_loss for r in bf16.history] == [r.train_loss for r in again.history]
