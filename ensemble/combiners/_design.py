@@ -8,7 +8,7 @@ import numpy as np
 
 from ._math import entropy
 
-__all__ = ["META_FEATURES", "modality_dropout", "stacking_features"]
+__all__ = ["META_FEATURES", "modality_dropout", "stacking_blocks", "stacking_features"]
 
 _FEATURES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "log_proba": lambda log_probs: log_probs,
@@ -49,3 +49,24 @@ def stacking_features(
     stacked = np.concatenate(blocks, axis=2)
     per_expert = stacked.reshape(mask.shape[0], stacked.shape[1] * stacked.shape[2])
     return np.concatenate([per_expert, 1.0 - mask.astype(np.float32)], axis=1)
+
+
+def stacking_blocks(
+    log_probs: np.ndarray, mask: np.ndarray, kinds: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The same columns as :func:`stacking_features`, split for a classwise model.
+
+    Returns ``blocks`` ``[N, B, C]`` (each expert's log-probabilities, zero when absent;
+    ``B = 0`` without ``"log_proba"``) and ``scalars`` ``[N, K]`` (the per-expert scalar
+    kinds, zero when absent, then ``1 - mask``).
+    """
+    present = mask.astype(np.float32)
+    if "log_proba" not in kinds:
+        blocks = np.zeros((mask.shape[0], 0, log_probs.shape[2]), dtype=np.float32)
+    elif mask.all() or not (log_probs[~mask] != 0).any():
+        blocks = log_probs  # absent experts are already zero-filled
+    else:
+        blocks = log_probs * present[:, :, None]
+    scalars = [_FEATURES[kind](log_probs)[:, :, 0] * present for kind in kinds
+               if kind != "log_proba"]
+    return blocks, np.concatenate([*scalars, 1.0 - present], axis=1).astype(np.float32)

@@ -57,13 +57,15 @@ def check_classifier(estimator: Any, param: str) -> None:
 
 
 def fit_quietly(model: BaseEstimator, features: np.ndarray, labels: np.ndarray) -> BaseEstimator:
-    """Fit ``model`` without convergence warnings; store linear weights C-contiguous.
+    """Fit ``model`` on float64 ``features`` without convergence warnings; store linear
+    weights C-contiguous.
 
-    A fixed memory layout makes predictions bit-identical after a save/load round trip.
+    float64 keeps scikit-learn's solvers from stopping at float32 precision; a fixed memory
+    layout makes predictions bit-identical after a save/load round trip.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(features, labels)
+        model.fit(np.asarray(features, dtype=np.float64), labels)
     for name in ("coef_", "intercept_"):
         if isinstance(getattr(model, name, None), np.ndarray):
             setattr(model, name, np.ascontiguousarray(getattr(model, name)))

@@ -32,7 +32,7 @@ from .._io import (
 from ..exceptions import ArtifactError, ModalityError, NotFittedError
 from ..logits import LogitSet
 from ._inputs import LogitsLike, MaskLike, encode_labels, to_logitset
-from ._math import log_softmax
+from ._math import expert_log_probs, log_softmax
 from ._sklearn_io import decode_estimator, encode_estimator
 from .calibration import fit_temperatures
 
@@ -41,6 +41,8 @@ __all__ = ["Combiner", "FusionData"]
 CONFIG_FILE = "config.json"
 TENSORS_FILE = "model.safetensors"
 _KIND = "combiner"
+_ALL_ROWS = slice(None)
+PREDICT_CHUNK_ROWS = 8192
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,10 @@ class Combiner(ClassifierMixin, BaseEstimator):
     """
 
     registry_name: ClassVar[str] = ""
+    #: Predict in chunks of this many rows (bounded memory, cache-friendly); ``None`` predicts
+    #: all rows at once. A chunked combiner's ``_log_proba`` must read only ``data.log_probs``
+    #: and ``data.mask`` (``data.logits`` covers every row, not just the chunk).
+    _predict_chunk_rows: ClassVar[int | None] = None
     calibrate: bool
 
     # -- hooks ------------------------------------------------------------------------------
@@ -126,10 +132,8 @@ class Combiner(ClassifierMixin, BaseEstimator):
                          else np.arange(len(self.class_names_)))
         self.modalities_ = tuple(logit_set.modalities)
         self.n_classes_ = len(self.class_names_)
-        stacked = logit_set.stacked()
-        mask_array = np.asarray(logit_set.mask)
         self.temperatures_ = (
-            fit_temperatures(stacked, mask_array, labels)
+            fit_temperatures(logit_set.stacked(), np.asarray(logit_set.mask), labels)
             if self.calibrate
             else np.ones(len(self.modalities_), dtype=np.float32)
         )
@@ -145,16 +149,18 @@ class Combiner(ClassifierMixin, BaseEstimator):
                 f"this {type(self).__name__} is not fitted yet; call fit(logits, y) first."
             )
 
-    def _prepare(self, logit_set: LogitSet) -> FusionData:
-        mask = np.asarray(logit_set.mask)
-        scaled = logit_set.stacked() / self.temperatures_[None, :, None]
-        log_probs = log_softmax(scaled.astype(np.float32))
-        log_probs[~mask] = 0.0
+    def _prepare(self, logit_set: LogitSet, rows: slice = _ALL_ROWS) -> FusionData:
+        mask = np.asarray(logit_set.mask)[rows]
+        arrays = [logit_set.logits[m][rows] for m in logit_set.modalities]
+        log_probs = expert_log_probs(arrays, self.temperatures_, mask)
         return FusionData(log_probs=log_probs, mask=mask, logits=logit_set)
 
     # -- prediction -------------------------------------------------------------------------
 
     def _validated(self, logits: LogitsLike, mask: MaskLike) -> FusionData:
+        return self._prepare(self._validated_set(logits, mask))
+
+    def _validated_set(self, logits: LogitsLike, mask: MaskLike) -> LogitSet:
         self._check_fitted()
         names = None if isinstance(logits, LogitSet) else self.class_names_
         logit_set = to_logitset(logits, mask=mask, class_names=names)
@@ -166,16 +172,22 @@ class Combiner(ClassifierMixin, BaseEstimator):
                 f"missing {missing!r}, unexpected {extra!r}. Pass every fitted modality "
                 "(mark unavailable rows absent in the mask) and no others."
             )
-        logit_set = logit_set.select(self.modalities_).align(class_names=self.class_names_)
-        return self._prepare(logit_set)
+        if logit_set.modalities != self.modalities_:
+            logit_set = logit_set.select(self.modalities_)
+        return logit_set.align(class_names=self.class_names_)
 
     def predict_logits(self, logits: LogitsLike, *, mask: MaskLike = None) -> np.ndarray:
         """Fused log-probabilities ``[N, C]`` (float64) in the order of ``class_names_``.
 
         Rows with no expert present get the uniform distribution.
         """
-        data = self._validated(logits, mask)
-        return self._finish(data, self._log_proba(data))
+        logit_set = self._validated_set(logits, mask)
+        chunk = self._predict_chunk_rows or logit_set.n_rows
+        result = np.empty((logit_set.n_rows, self.n_classes_), dtype=np.float64)
+        for start in range(0, logit_set.n_rows, chunk):
+            data = self._prepare(logit_set, slice(start, start + chunk))
+            result[start:start + chunk] = self._finish(data, self._log_proba(data))
+        return result
 
     def _finish(self, data: FusionData, scores: np.ndarray) -> np.ndarray:
         result = log_softmax(np.asarray(scores, dtype=np.float64))
@@ -184,7 +196,8 @@ class Combiner(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, logits: LogitsLike, *, mask: MaskLike = None) -> np.ndarray:
         """Fused class probabilities ``[N, C]``; each row sums to 1."""
-        return np.exp(self.predict_logits(logits, mask=mask))
+        log_proba = self.predict_logits(logits, mask=mask)
+        return np.exp(log_proba, out=log_proba)
 
     def predict(self, logits: LogitsLike, *, mask: MaskLike = None) -> np.ndarray:
         """Predicted labels, as indices or class names like the ``y`` given to ``fit``."""

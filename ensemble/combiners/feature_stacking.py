@@ -6,7 +6,6 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
-from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from ..exceptions import InvalidLogitsError
@@ -23,9 +22,12 @@ from ._sklearn_io import (
     restore_scaler,
     scaler_arrays,
 )
+from ._torch_linear import TorchLinear, fit_torch_linear
 from .base import Combiner, FusionData
 
 __all__ = ["FeatureStacking"]
+
+_TORCH = "torch"
 
 
 @register_combiner("feature_stacking")
@@ -124,22 +126,27 @@ class FeatureStacking(Combiner):
             self._design(data, changed, reduced),
         ])
         labels = np.concatenate([y, y[changed]])
-        model = clone(self.classifier) if self.classifier is not None else LogisticRegression(
-            max_iter=200
-        )
-        self.classifier_ = fit_quietly(model, design, labels)
+        if self.classifier is None:
+            self.classifier_ = fit_torch_linear("full", None, design, labels, 1.0,
+                                                n_classes=self.n_classes_, max_iter=200)
+        else:
+            self.classifier_ = fit_quietly(clone(self.classifier), design, labels)
 
     def _log_proba(self, data: FusionData) -> np.ndarray:
         design = self._design(data, np.arange(data.n_rows), data.mask)
+        if isinstance(self.classifier_, TorchLinear):
+            return self.classifier_.log_proba(None, design)
         return full_log_proba(self.classifier_, design, self.n_classes_)
 
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        arrays = estimator_arrays(self.classifier_, "classifier")
+        if isinstance(self.classifier_, TorchLinear):
+            arrays, spec = self.classifier_.arrays("classifier"), _TORCH
+        else:
+            arrays = estimator_arrays(self.classifier_, "classifier")
+            spec = encode_estimator(self.classifier_)
         for modality, scaler in zip(self.modalities_, self.scalers_, strict=True):
             arrays.update(scaler_arrays(scaler, f"scaler.{modality}"))
-        state = {"classifier": encode_estimator(self.classifier_),
-                 "feature_dims": list(self.feature_dims_)}
-        return arrays, state
+        return arrays, {"classifier": spec, "feature_dims": list(self.feature_dims_)}
 
     def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any],
                  directory: Any) -> None:
@@ -147,14 +154,19 @@ class FeatureStacking(Combiner):
         self.scalers_ = [restore_scaler(arrays, f"scaler.{m}") for m in self.modalities_]
         if tuple(s.n_features_in_ for s in self.scalers_) != self.feature_dims_:
             raise ValueError("scaler sizes do not match the recorded feature dimensions")
-        self.classifier_ = restore_estimator(state["classifier"], arrays, "classifier")
         expected = sum(self.feature_dims_) + len(self.modalities_) * (
             1 + self.n_classes_ * self.include_log_proba
         )
-        if self.classifier_.n_features_in_ != expected:
-            raise ValueError(
-                f"classifier reads {self.classifier_.n_features_in_} features, expected {expected}"
-            )
+        if state["classifier"] == _TORCH:
+            if self.classifier is not None:
+                raise ValueError("the artifact holds a torch classifier but params name one")
+            self.classifier_ = TorchLinear.from_arrays("full", arrays, "classifier")
+            n_features = self.classifier_.n_scalars
+        else:
+            self.classifier_ = restore_estimator(state["classifier"], arrays, "classifier")
+            n_features = self.classifier_.n_features_in_
+        if n_features != expected:
+            raise ValueError(f"classifier reads {n_features} features, expected {expected}")
 
 
 def _standardise(scaler: StandardScaler, array: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from ..exceptions import ConfigError
 from ._checks import check_choice, check_positive_ints, check_rate
 from ._inputs import LogitsLike, MaskLike
 from ._registry import register_combiner
-from .base import Combiner, FusionData
+from .base import PREDICT_CHUNK_ROWS, Combiner, FusionData
 
 __all__ = ["GatingCombiner"]
 
@@ -20,7 +20,8 @@ _FUSIONS = ("mixture", "logits")
 
 
 class _GateNet(nn.Module):
-    """``[N, M, C]`` log-probs + ``[N, M]`` mask -> ``[N, M]`` masked softmax weights."""
+    """Per-expert summaries ``[N, M, C + 2]`` + ``[N, M]`` mask -> ``[N, M]`` masked softmax
+    weights (the summaries come from :func:`_expert_summaries`)."""
 
     def __init__(self, n_experts: int, n_classes: int, hidden: int) -> None:
         super().__init__()
@@ -29,22 +30,38 @@ class _GateNet(nn.Module):
         nn.init.zeros_(head.bias)
         self.body = nn.Sequential(nn.Linear(n_experts * (n_classes + 3), hidden), nn.ReLU(), head)
 
-    def forward(self, log_probs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        present = mask.to(log_probs.dtype)
-        probs = log_probs.exp()
-        ent = -(probs * log_probs).sum(-1)
-        top2 = probs.topk(2, dim=-1).values
-        summary = torch.stack([ent, top2[..., 0] - top2[..., 1], present], dim=-1)
-        inputs = torch.cat([log_probs, summary], dim=-1) * present.unsqueeze(-1)
+    def forward(self, summaries: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        present = mask.to(summaries.dtype).unsqueeze(-1)
+        inputs = torch.cat([summaries * present, present], dim=-1)
         scores = self.body(inputs.flatten(1)).masked_fill(~mask, float("-inf"))
         none = ~mask.any(dim=1, keepdim=True)
         return torch.softmax(scores.masked_fill(none, 0.0), dim=1)
 
 
+def _expert_summaries(log_probs: torch.Tensor) -> torch.Tensor:
+    """``[N, M, C + 2]``: each expert's log-probabilities, entropy and top-2 margin."""
+    probs = log_probs.exp()
+    ent = -(probs * log_probs).sum(-1, keepdim=True)
+    top1, where = probs.max(dim=-1, keepdim=True)
+    top2 = probs.scatter(-1, where, 0.0).amax(dim=-1, keepdim=True)  # faster than topk(2)
+    return torch.cat([log_probs, ent, top1 - top2], dim=-1)
+
+
 def _fuse(weights: torch.Tensor, log_probs: torch.Tensor, fusion: str) -> torch.Tensor:
+    """Fused log-probabilities; ``log_probs`` may also be ``[N, M, 1]`` true-class columns
+    for the mixture (its NLL needs nothing else)."""
     if fusion == "logits":
         return torch.log_softmax(torch.einsum("nm,nmc->nc", weights, log_probs), dim=1)
     return torch.logsumexp(torch.log(weights.clamp_min(1e-30)).unsqueeze(-1) + log_probs, dim=1)
+
+
+def _nll(weights: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor,
+         fusion: str) -> torch.Tensor:
+    """Mean NLL; ``targets`` is ``[N, M, 1]`` (mixture) or ``[N, M, C]`` (logits)."""
+    fused = _fuse(weights, targets, fusion)
+    if fusion == "mixture":
+        return -fused.mean()
+    return nn.functional.nll_loss(fused, labels)
 
 
 @register_combiner("gating")
@@ -69,6 +86,8 @@ class GatingCombiner(Combiner):
         (300, 2)
     """
 
+    _predict_chunk_rows = PREDICT_CHUNK_ROWS
+
     def __init__(
         self,
         *,
@@ -80,6 +99,7 @@ class GatingCombiner(Combiner):
         max_epochs: int = 100,
         batch_size: int = 1024,
         patience: int = 5,
+        max_rows: int | None = 20_000,
         validation_fraction: float = 0.2,
         device: str | None = None,
         calibrate: bool = False,
@@ -93,6 +113,7 @@ class GatingCombiner(Combiner):
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.patience = patience
+        self.max_rows = max_rows
         self.validation_fraction = validation_fraction
         self.device = device
         self.calibrate = calibrate
@@ -107,6 +128,9 @@ class GatingCombiner(Combiner):
                 raise ConfigError(f"{name} must be a number >= 0, got {value!r}.")
         check_rate("modality_dropout", self.modality_dropout)
         check_rate("validation_fraction", self.validation_fraction)
+        if self.max_rows is not None and (not isinstance(self.max_rows, int)
+                                          or self.max_rows < 2):
+            raise ConfigError(f"max_rows must be None or an integer >= 2, got {self.max_rows!r}.")
 
     def _torch_device(self) -> torch.device:
         if self.device is not None:
@@ -117,8 +141,8 @@ class GatingCombiner(Combiner):
 
     def _tensors(self, data: FusionData) -> tuple[torch.Tensor, torch.Tensor]:
         device = self._torch_device()
-        return (torch.from_numpy(np.array(data.log_probs)).to(device),
-                torch.from_numpy(np.array(data.mask)).to(device))
+        return (torch.from_numpy(data.log_probs).to(device),
+                torch.from_numpy(np.asarray(data.mask)).to(device))
 
     # -- training ---------------------------------------------------------------------------
 
@@ -130,33 +154,49 @@ class GatingCombiner(Combiner):
             net = _GateNet(len(self.modalities_), self.n_classes_, self.hidden)
         device = self._torch_device()
         net.to(device)
-        log_probs, mask = self._tensors(data)
-        labels = torch.as_tensor(y, device=device)
-        order = torch.randperm(data.n_rows, generator=generator).to(device)
-        n_val = round(self.validation_fraction * data.n_rows)
-        if data.n_rows - n_val < 1:
+        rows = np.arange(data.n_rows)
+        if self.max_rows is not None and data.n_rows > self.max_rows:
+            rows = np.sort(np.random.default_rng(seed).choice(data.n_rows, self.max_rows,
+                                                               replace=False))
+        labels = torch.as_tensor(y[rows], device=device)
+        log_probs = torch.from_numpy(data.log_probs[rows]).to(device)
+        mask = torch.from_numpy(np.asarray(data.mask[rows])).to(device)
+        with torch.no_grad():
+            summaries = _expert_summaries(log_probs)
+            targets = (log_probs if self.fusion == "logits" else log_probs.gather(
+                2, labels.view(-1, 1, 1).expand(-1, log_probs.shape[1], 1)).contiguous())
+        del log_probs
+        order = torch.randperm(rows.size, generator=generator).to(device)
+        n_val = round(self.validation_fraction * rows.size)
+        if rows.size - n_val < 1:
             n_val = 0
         val, train = order[:n_val], order[n_val:]
         optimiser = torch.optim.AdamW(net.parameters(), lr=self.lr,
                                       weight_decay=self.weight_decay)
-        best = (self._validation_loss(net, log_probs, mask, labels, val),
-                {k: v.clone() for k, v in net.state_dict().items()})
+
+        def validation_loss() -> float:
+            if n_val == 0:
+                return float("inf")
+            net.eval()
+            with torch.inference_mode():
+                return float(_nll(net(summaries[val], mask[val]), targets[val], labels[val],
+                                  self.fusion))
+
+        best = (validation_loss(), {k: v.clone() for k, v in net.state_dict().items()})
         stale, self.n_epochs_ = 0, 0
         for _ in range(self.max_epochs):
             self.n_epochs_ += 1
             net.train()
             shuffled = train[torch.randperm(train.numel(), generator=generator).to(device)]
             for batch in shuffled.split(self.batch_size):
-                batch_mask = self._dropped(mask[batch], generator)
-                weights = net(log_probs[batch], batch_mask)
-                fused = _fuse(weights, log_probs[batch], self.fusion)
-                loss = nn.functional.nll_loss(fused, labels[batch])
-                optimiser.zero_grad()
+                weights = net(summaries[batch], self._dropped(mask[batch], generator))
+                loss = _nll(weights, targets[batch], labels[batch], self.fusion)
+                optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
             if n_val == 0:
                 continue
-            val_loss = self._validation_loss(net, log_probs, mask, labels, val)
+            val_loss = validation_loss()
             if val_loss < best[0] - 1e-4:
                 best, stale = (val_loss, {k: v.clone() for k, v in net.state_dict().items()}), 0
             else:
@@ -167,15 +207,6 @@ class GatingCombiner(Combiner):
             net.load_state_dict(best[1])
         self.validation_nll_ = best[0] if n_val else None
         self.gate_ = net.eval()
-
-    def _validation_loss(self, net: _GateNet, log_probs: torch.Tensor, mask: torch.Tensor,
-                         labels: torch.Tensor, rows: torch.Tensor) -> float:
-        if rows.numel() == 0:
-            return float("inf")
-        net.eval()
-        with torch.no_grad():
-            fused = _fuse(net(log_probs[rows], mask[rows]), log_probs[rows], self.fusion)
-            return float(nn.functional.nll_loss(fused, labels[rows]))
 
     def _dropped(self, mask: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if self.modality_dropout <= 0:
@@ -190,19 +221,22 @@ class GatingCombiner(Combiner):
     def _weights_tensor(self, data: FusionData) -> tuple[torch.Tensor, torch.Tensor]:
         log_probs, mask = self._tensors(data)
         self.gate_.to(log_probs.device)
-        with torch.no_grad():
-            return self.gate_(log_probs, mask), log_probs
+        with torch.inference_mode():
+            return self.gate_(_expert_summaries(log_probs), mask), log_probs
 
     def _log_proba(self, data: FusionData) -> np.ndarray:
         weights, log_probs = self._weights_tensor(data)
-        with torch.no_grad():
+        with torch.inference_mode():
             return _fuse(weights, log_probs, self.fusion).cpu().numpy()
 
     def gate_weights(self, logits: LogitsLike, *, mask: MaskLike = None) -> np.ndarray:
         """Per-example expert weights ``[N, M]`` (columns follow ``modalities_``; rows sum to 1
         over present experts, absent experts get 0)."""
-        data = self._validated(logits, mask)
-        return self._weights_tensor(data)[0].cpu().numpy().astype(np.float64)
+        logit_set = self._validated_set(logits, mask)
+        chunks = [self._weights_tensor(self._prepare(logit_set, slice(start, start + size)))[0]
+                  for size in [self._predict_chunk_rows or logit_set.n_rows]
+                  for start in range(0, logit_set.n_rows, size)]
+        return torch.cat(chunks).cpu().numpy().astype(np.float64)
 
     # -- persistence ------------------------------------------------------------------------
 

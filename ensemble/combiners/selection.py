@@ -11,9 +11,9 @@ from sklearn.base import clone
 
 from ..exceptions import ConfigError
 from ._checks import check_choice, check_positive_ints
-from ._math import masked_weights
+from ._math import masked_weights, mix
 from ._registry import load_combiner, register_combiner
-from .base import Combiner, FusionData
+from .base import PREDICT_CHUNK_ROWS, Combiner, FusionData
 
 __all__ = ["EnsembleSelection"]
 
@@ -98,16 +98,20 @@ class EnsembleSelection(Combiner):
                     f"candidates must be combiners, got {type(candidate).__name__}."
                 )
 
+    @property
+    def _predict_chunk_rows(self) -> int | None:  # type: ignore[override]
+        # Extra candidates read data.logits, which covers every row: no chunking then.
+        return None if getattr(self, "candidates_", None) else PREDICT_CHUNK_ROWS
+
     # -- candidates -------------------------------------------------------------------------
 
-    def _candidate_outputs(self, data: FusionData) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities ``[N, K, C]`` and presence ``[N, K]`` of every candidate."""
-        outputs = [np.exp(data.log_probs.astype(np.float64))]
-        presence = [data.mask]
-        for combiner in self.candidates_:
-            outputs.append(combiner.predict_proba(data.logits)[:, None, :])
-            presence.append(np.ones((data.n_rows, 1), dtype=bool))
-        return np.concatenate(outputs, axis=1), np.concatenate(presence, axis=1)
+    def _presence(self, data: FusionData) -> np.ndarray:
+        extra = np.ones((data.n_rows, len(self.candidates_)), dtype=bool)
+        return np.concatenate([data.mask, extra], axis=1)
+
+    def _candidate_probas(self, data: FusionData) -> list[np.ndarray]:
+        """The fitted combiners' probabilities ``[N, C]``, one per extra candidate."""
+        return [combiner.predict_proba(data.logits) for combiner in self.candidates_]
 
     # -- fitting ----------------------------------------------------------------------------
 
@@ -119,43 +123,43 @@ class EnsembleSelection(Combiner):
         self.candidate_names_ = tuple(self.modalities_) + tuple(
             f"{i}:{c.registry_name}" for i, c in enumerate(self.candidates_)
         )
-        proba, presence = self._candidate_outputs(data)
+        presence = self._presence(data).astype(np.float64)
+        extra = self._candidate_probas(data)
+        rows = np.arange(data.n_rows)
+        true_proba = np.concatenate(
+            [np.exp(data.log_probs[rows, :, y].astype(np.float64))]
+            + [p[rows, y][:, None] for p in extra], axis=1)
+        proba = None
+        if self.metric != "nll":  # NLL needs only the probability of the true class
+            proba = np.concatenate([np.exp(data.log_probs.astype(np.float64))]
+                                   + [p[:, None, :] for p in extra], axis=1)
         rng = np.random.default_rng(self.random_state)
-        n_candidates = proba.shape[1]
+        n_candidates = presence.shape[1]
         counts = np.zeros(n_candidates)
         bag_size = max(1, round(self.bag_fraction * n_candidates))
         for _ in range(self.n_bags):
             pool = (np.arange(n_candidates) if self.n_bags == 1
                     else np.sort(rng.choice(n_candidates, bag_size, replace=False)))
-            counts += self._greedy(proba, presence, y, pool)
+            counts += self._greedy(_Trials(self.metric, proba, true_proba, presence, y), pool)
         self.counts_ = counts
         self.weights_ = counts / counts.sum()
 
-    def _greedy(self, proba: np.ndarray, presence: np.ndarray, y: np.ndarray,
-                pool: np.ndarray) -> np.ndarray:
-        loss = _LOSSES[self.metric]
-        counts = np.zeros(proba.shape[1])
-        singles = [loss(self._mixture(proba, presence, _one_hot(k, counts.size)), y)
-                   for k in pool]
+    def _greedy(self, trials: _Trials, pool: np.ndarray) -> np.ndarray:
+        counts = np.zeros(trials.presence.shape[1])
+        singles = trials.losses(counts, pool)  # counts = 0: each candidate alone
         for k in pool[np.argsort(singles, kind="stable")[: self.n_init]]:
             counts[k] += 1
         for _ in range(self.n_iterations):
-            trials = []
-            for k in pool:
-                trial = counts.copy()
-                trial[k] += 1
-                trials.append(loss(self._mixture(proba, presence, trial), y))
-            counts[pool[int(np.argmin(trials))]] += 1
+            counts[pool[int(np.argmin(trials.losses(counts, pool)))]] += 1
         return counts
 
-    @staticmethod
-    def _mixture(proba: np.ndarray, presence: np.ndarray, counts: np.ndarray) -> np.ndarray:
-        weights = masked_weights(counts, presence)
-        return np.einsum("nk,nkc->nc", weights, proba)
-
     def _log_proba(self, data: FusionData) -> np.ndarray:
-        proba, presence = self._candidate_outputs(data)
-        return np.log(np.maximum(self._mixture(proba, presence, self.weights_), 1e-300))
+        weights = masked_weights(self.weights_, self._presence(data))
+        n_experts = len(self.modalities_)
+        mixture = mix(weights[:, :n_experts], data.log_probs, exp=True)
+        for j, proba in enumerate(self._candidate_probas(data)):
+            mixture += weights[:, n_experts + j, None] * proba
+        return np.log(np.maximum(mixture, 1e-300))
 
     # -- persistence ------------------------------------------------------------------------
 
@@ -195,7 +199,39 @@ class EnsembleSelection(Combiner):
         self.weights_ = counts / counts.sum()
 
 
-def _one_hot(index: int, size: int) -> np.ndarray:
-    vector = np.zeros(size)
-    vector[index] = 1.0
-    return vector
+class _Trials:
+    """Loss of the average of the selected candidates plus one more, for every candidate.
+
+    Weights are the counts renormalised over the candidates present on each row (a row
+    where none of the selected is present averages all present candidates), exactly as at
+    predict time. NLL is computed from the ``[N, K]`` true-class probabilities alone, in one
+    vectorised step; the other metrics add each candidate's ``[N, C]`` to a running sum.
+    """
+
+    def __init__(self, metric: str, proba: np.ndarray | None, true_proba: np.ndarray,
+                 presence: np.ndarray, y: np.ndarray) -> None:
+        self.metric, self.proba, self.true_proba = metric, proba, true_proba
+        self.presence, self.y = presence, y
+        self.fallback = presence / np.maximum(presence.sum(axis=1, keepdims=True), 1.0)
+
+    def losses(self, counts: np.ndarray, pool: np.ndarray) -> np.ndarray:
+        weighted = counts * self.presence
+        denominator = weighted.sum(axis=1, keepdims=True) + self.presence[:, pool]
+        used = denominator > 0
+        safe = np.where(used, denominator, 1.0)
+        if self.metric == "nll":
+            numerator = ((weighted * self.true_proba).sum(axis=1, keepdims=True)
+                         + self.presence[:, pool] * self.true_proba[:, pool])
+            fallback = (self.fallback * self.true_proba).sum(axis=1, keepdims=True)
+            chosen = np.where(used, numerator / safe, fallback)
+            return -np.log(np.maximum(chosen, 1e-12)).mean(axis=0)
+        assert self.proba is not None
+        running = mix(weighted, self.proba)
+        fallback_mixture = mix(self.fallback, self.proba)
+        loss = _LOSSES[self.metric]
+        return np.array([
+            loss(np.where(used[:, [i]],
+                          (running + self.presence[:, [k]] * self.proba[:, k]) / safe[:, [i]],
+                          fallback_mixture), self.y)
+            for i, k in enumerate(pool)
+        ])

@@ -11,9 +11,9 @@ import torch
 from ..exceptions import ConfigError, ModalityError
 from ._checks import check_choice
 from ._inputs import LogitsLike, MaskLike
-from ._math import masked_weights
+from ._math import masked_weights, mix
 from ._registry import register_combiner
-from .base import Combiner, FusionData
+from .base import PREDICT_CHUNK_ROWS, Combiner, FusionData
 
 __all__ = ["VotingCombiner"]
 
@@ -43,6 +43,8 @@ class VotingCombiner(Combiner):
         >>> bool(voter.weights_[0] > voter.weights_[1])  # the informative expert dominates
         True
     """
+
+    _predict_chunk_rows = PREDICT_CHUNK_ROWS
 
     def __init__(
         self,
@@ -79,8 +81,8 @@ class VotingCombiner(Combiner):
     def _log_proba(self, data: FusionData) -> np.ndarray:
         row_weights = self._row_weights(data)
         if self.method == "geometric":
-            return np.einsum("nm,nmc->nc", row_weights, data.log_probs)
-        soft = np.einsum("nm,nmc->nc", row_weights, np.exp(data.log_probs))
+            return mix(row_weights, data.log_probs)
+        soft = mix(row_weights, data.log_probs, exp=True)
         if self.method == "hard":
             soft = 0.5 * soft + 0.5 * _votes(data, row_weights)
         return np.log(np.maximum(soft, 1e-300))
@@ -92,7 +94,7 @@ class VotingCombiner(Combiner):
         data = self._validated(logits, mask)
         row_weights = self._row_weights(data)
         votes = _votes(data, row_weights)
-        soft = np.einsum("nm,nmc->nc", row_weights, np.exp(data.log_probs))
+        soft = mix(row_weights, data.log_probs, exp=True)
         tied = votes >= votes.max(axis=1, keepdims=True) - 1e-9
         return self.classes_[np.where(tied, soft, -1.0).argmax(axis=1)]
 
@@ -109,10 +111,10 @@ class VotingCombiner(Combiner):
 
 def _votes(data: FusionData, row_weights: np.ndarray) -> np.ndarray:
     top = data.log_probs.argmax(axis=2)
-    votes = np.zeros((data.n_rows, data.log_probs.shape[2]))
-    for j in range(top.shape[1]):
-        np.add.at(votes, (np.arange(data.n_rows), top[:, j]), row_weights[:, j])
-    return votes
+    n_classes = data.log_probs.shape[2]
+    flat = (np.arange(data.n_rows)[:, None] * n_classes + top).ravel()
+    votes = np.bincount(flat, weights=row_weights.ravel(), minlength=data.n_rows * n_classes)
+    return votes.reshape(data.n_rows, n_classes)
 
 
 def _named_weights(weights: Mapping[str, float], modalities: tuple[str, ...]) -> np.ndarray:

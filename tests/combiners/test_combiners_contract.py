@@ -71,6 +71,20 @@ def test_probabilities_are_normalised(name, fitted, small_set) -> None:
 
 
 @pytest.mark.parametrize("name", ALL)
+def test_chunked_prediction_matches_one_pass(name, fitted, small_set, monkeypatch) -> None:
+    logits, _ = small_set
+    combiner = fitted[name]
+    if combiner._predict_chunk_rows is None:
+        pytest.skip(f"{name} predicts all rows at once")
+    mask = np.ones((logits.n_rows, len(logits.modalities)), dtype=bool)
+    mask[::4, 1] = False
+    monkeypatch.setattr(type(combiner), "_predict_chunk_rows", None)
+    whole = combiner.predict_logits(logits, mask=mask)
+    monkeypatch.setattr(type(combiner), "_predict_chunk_rows", 7)
+    np.testing.assert_allclose(combiner.predict_logits(logits, mask=mask), whole, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_missing_rows_and_all_missing_rows(name, fitted, small_set) -> None:
     logits, _ = small_set
     mask = np.ones((logits.n_rows, len(logits.modalities)), dtype=bool)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
 from sklearn.svm import SVC
 
@@ -15,7 +16,8 @@ from ensemble.combiners import (
     VotingCombiner,
     load_combiner,
 )
-from ensemble.combiners._math import log_softmax
+from ensemble.combiners._math import log_softmax, masked_weights
+from ensemble.combiners.selection import _LOSSES, _Trials
 from ensemble.exceptions import ArtifactError, InvalidLogitsError
 from ensemble.logits import LogitSet
 
@@ -60,19 +62,45 @@ def test_geometric_is_product_of_experts(small_set) -> None:
 # -- stacking -------------------------------------------------------------------------------
 
 
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_stacking_matches_sklearn_on_the_same_features(train_set) -> None:
-    logits, y = train_set
-    stacker = StackingCombiner(meta_learner=LogisticRegression(C=0.5), modality_dropout=0.0)
-    stacker.fit(logits, y)
-    # The documented layout: each expert's log-probabilities, then one missing indicator
-    # per expert (all zero here).
-    features = np.hstack([log_softmax(logits.logits[m]) for m in logits.modalities]
-                         + [1.0 - np.asarray(logits.mask, dtype=np.float32)])
-    reference = LogisticRegression(C=0.5).fit(features, y)
-    np.testing.assert_allclose(stacker.meta_learner_.coef_, reference.coef_, atol=1e-6)
+def _documented_layout(logits: LogitSet) -> np.ndarray:
+    """Each expert's log-probabilities, then one missing indicator per expert."""
+    return np.hstack([log_softmax(logits.logits[m]) for m in logits.modalities]
+                     + [1.0 - np.asarray(logits.mask, dtype=np.float32)]).astype(np.float64)
+
+
+def test_stacking_matches_sklearn_on_the_same_features(small_set) -> None:
+    logits, y = small_set
+    converged = LogisticRegression(C=0.5, max_iter=2000, tol=1e-9)
+    stacker = StackingCombiner(meta_learner=converged, modality_dropout=0.0).fit(logits, y)
+    features = _documented_layout(logits)
+    reference = clone(converged).fit(features, y)
+    np.testing.assert_allclose(stacker.meta_learner_.coef_, reference.coef_, atol=1e-4)
     np.testing.assert_allclose(stacker.predict_proba(logits), reference.predict_proba(features),
-                               atol=1e-6)
+                               atol=1e-5)
+
+
+def test_torch_meta_learner_matches_sklearn_objective(small_set) -> None:
+    # structure="full" minimises scikit-learn's multinomial objective at the same C.
+    logits, y = small_set
+    stacker = StackingCombiner(structure="full", Cs=(0.5,), modality_dropout=0.0,
+                               max_iter=500).fit(logits, y)
+    features = _documented_layout(logits)
+    reference = LogisticRegression(C=0.5, max_iter=2000, tol=1e-9).fit(features, y)
+    np.testing.assert_allclose(stacker.predict_proba(logits), reference.predict_proba(features),
+                               atol=2e-3)
+
+
+def test_classwise_stacking_reads_only_each_class_column(small_set, tmp_path) -> None:
+    logits, y = small_set
+    stacker = StackingCombiner(Cs=(0.1, 10.0), meta_features=("log_proba", "entropy")).fit(
+        logits, y)
+    model = stacker.meta_learner_
+    assert stacker.C_ in (0.1, 10.0)
+    assert model.block_coef.shape == (3, logits.n_classes)  # one weight per (expert, class)
+    assert model.scalar_coef.shape == (6, logits.n_classes)  # 3 entropies + 3 indicators
+    stacker.save(tmp_path / "classwise")
+    np.testing.assert_array_equal(load_combiner(tmp_path / "classwise").predict_proba(logits),
+                                  stacker.predict_proba(logits))
 
 
 def test_stacking_default_cv_and_out_of_fold(small_set) -> None:
@@ -112,7 +140,7 @@ def test_gate_weights_are_masked_and_normalised(small_set) -> None:
 
 def test_gate_trusts_the_reliable_expert(train_set) -> None:
     logits, y = train_set
-    gate = GatingCombiner(max_epochs=6).fit(logits, y)
+    gate = GatingCombiner(max_epochs=6, max_rows=2000).fit(logits, y)  # trains on 2000 rows
     weights = gate.gate_weights(logits)
     top = logits.logits["image"].argmax(1)
     # When the image expert names one of its own classes (y % 3 == 0) it is usually right.
@@ -135,6 +163,23 @@ def test_selection_with_combiner_candidates_and_bagging(small_set, tmp_path) -> 
     assert (tmp_path / "sel" / "candidates" / "1" / "config.json").is_file()
     loaded = load_combiner(tmp_path / "sel")
     np.testing.assert_array_equal(loaded.predict_proba(logits), selection.predict_proba(logits))
+
+
+@pytest.mark.parametrize("metric", ["nll", "accuracy", "brier"])
+def test_selection_vectorised_trials_match_direct_mixtures(metric, make) -> None:
+    logits, y = make(400, seed=3, missing=0.4)
+    proba = np.exp(log_softmax(logits.stacked().astype(np.float64)))
+    presence = np.asarray(logits.mask, dtype=np.float64)
+    trials = _Trials(metric, proba, proba[np.arange(y.size), :, y], presence, y)
+    pool = np.arange(3)
+    for counts in (np.zeros(3), np.array([2.0, 0.0, 1.0])):
+        expected = []
+        for k in pool:
+            trial = counts.copy()
+            trial[k] += 1
+            mixture = np.einsum("nk,nkc->nc", masked_weights(trial, presence), proba)
+            expected.append(_LOSSES[metric](mixture, y))
+        np.testing.assert_allclose(trials.losses(counts, pool), expected, rtol=1e-9)
 
 
 def test_selection_sorted_initialisation(small_set) -> None:
