@@ -37,6 +37,12 @@ _EXPORTS: dict[str, str] = {
     "register_mirror": "checkpoints",
     "resolve_image_checkpoint": "checkpoints",
     "resolve_text_checkpoint": "checkpoints",
+    # predictor
+    "FusionPredictor": "predictor",
+    # recipes and runs
+    "Pipeline": "pipeline",
+    "Recipe": "recipe",
+    "load_recipe": "recipe",
     # logits
     "LogitCache": "logits",
     "LogitSet": "logits",
@@ -46,11 +52,14 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "EnsembleError",
     "Expert",
+    "FusionPredictor",
     "ImageExpert",
     "LogitCache",
     "LogitSet",
     "OfflineMirror",
+    "Pipeline",
     "Provenance",
+    "Recipe",
     "TextExpert",
     "TrainingConfig",
     "__version__",
@@ -60,6 +69,7 @@ __all__ = [
     "load_emoji",
     "load_expert",
     "load_multimodal",
+    "load_recipe",
     "make_synthetic",
     "register_mirror",
     "resolve_image_checkpoint",
@@ -77,6 +87,9 @@ if TYPE_CHECKING:
     from .data import class_names, load_emoji, load_multimodal, make_synthetic
     from .experts import Expert, ImageExpert, TextExpert, TrainingConfig, load_expert
     from .logits import LogitCache, LogitSet, Provenance
+    from .pipeline import Pipeline
+    from .predictor import FusionPredictor
+    from .recipe import Recipe, load_recipe
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,210 @@
+"""The ``ensemble`` command: a thin shell over :mod:`ensemble.pipeline` and the predictor.
+
+    ensemble run recipes/quickstart.yaml                 # every stage, skipping finished ones
+    ensemble finetune|logits|fuse|evaluate RECIPE.yaml   # stop after that stage
+    ensemble predict runs/quickstart/bundle --image cat.png --text "a cat"   # JSON out
+
+Errors a user can fix print one line on stderr and exit non-zero (see :data:`EXIT_CODES`);
+``--quiet`` keeps stderr to errors and stdout to results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .exceptions import (
+    ArtifactError,
+    CheckpointNotFoundError,
+    ConfigError,
+    DataError,
+    DependencyError,
+    EnsembleError,
+    ModalityError,
+    UnknownNameError,
+)
+
+__all__ = ["EXIT_CODES", "main"]
+
+#: Exit status per error type (first match in order); any other EnsembleError exits 1.
+EXIT_CODES: dict[type[BaseException], int] = {
+    ConfigError: 2,
+    UnknownNameError: 2,
+    ArtifactError: 3,
+    DataError: 4,
+    ModalityError: 4,
+    CheckpointNotFoundError: 5,
+    DependencyError: 5,
+    EnsembleError: 1,
+}
+INTERRUPTED = 130
+
+_STAGE_COMMANDS = {
+    "finetune": "fine-tune each expert on the train split (resumes an interrupted run)",
+    "logits": "... then cache every expert's logits on the fit and test splits",
+    "fuse": "... then fit every combiner on the fit split's logits",
+    "evaluate": "... then write report.md, metrics.json and plots for the test split",
+    "run": "every stage, including the predictor bundle (skips up-to-date stages)",
+}
+
+
+def _exit_code(error: BaseException) -> int:
+    return next(code for kind, code in EXIT_CODES.items() if isinstance(error, kind))
+
+
+def _add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", help="path of a recipe YAML file (see recipes/)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="override a recipe value, e.g. experts.image.training.epochs=1 "
+                             "(repeatable; values are parsed as YAML)")
+    parser.add_argument("--run-dir", help="where artifacts go (default: the recipe's run_dir, "
+                                          "else runs/<recipe name>)")
+    parser.add_argument("--force", action="store_true",
+                        help="re-run stages even when their artifacts are up to date")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``ensemble`` command."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="ensemble",
+        description="Late-fusion ensembles: fine-tune one expert per modality, cache their "
+                    "logits, fit combiners, evaluate, predict.",
+        epilog="Exit codes: 0 ok, 1 other error, 2 bad recipe/arguments, 3 damaged artifact, "
+               "4 bad data/inputs, 5 missing checkpoint/dependency, 130 interrupted.",
+    )
+    parser.add_argument("--version", action="version", version=f"ensemble {__version__}")
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument("-q", "--quiet", action="store_true",
+                       help="no progress bars or log lines; only results and errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, help_text in _STAGE_COMMANDS.items():
+        sub = commands.add_parser(name, parents=[quiet], help=help_text, description=help_text)
+        _add_recipe_arguments(sub)
+        sub.set_defaults(handler=_stage_handler(name))
+    predict = commands.add_parser(
+        "predict", parents=[quiet], help="predict with a saved bundle; prints JSON",
+        description="Predict with a bundle written by `ensemble run` (runs/<name>/bundle). "
+                    "Give --image and/or --text once per example; pair them by position, "
+                    "use '-' for a missing one.")
+    predict.add_argument("bundle", help="bundle directory")
+    predict.add_argument("--image", action="append", default=[], metavar="PATH")
+    predict.add_argument("--text", action="append", default=[], metavar="TEXT")
+    predict.add_argument("--top-k", type=int, default=0, metavar="K",
+                         help="only the K most probable classes per example (default: all)")
+    predict.add_argument("--batch-size", type=int, default=None)
+    predict.set_defaults(handler=_predict)
+    return parser
+
+
+def _stage_handler(command: str) -> Callable[[argparse.Namespace], int]:
+    def handler(args: argparse.Namespace) -> int:
+        from .pipeline import Pipeline
+        from .recipe import load_recipe
+
+        recipe = load_recipe(args.recipe, args.overrides)
+        pipeline = Pipeline(recipe, run_dir=args.run_dir, force=args.force, quiet=args.quiet)
+        result = pipeline.run(until="bundle" if command == "run" else command)
+        if result.leaderboard:
+            print(result.leaderboard)
+        if not args.quiet:
+            for label, path in (("report", result.report), ("bundle", result.bundle)):
+                if path is not None:
+                    print(f"{label}: {path}", file=sys.stderr)
+        return 0
+
+    return handler
+
+
+def _pairs(images: list[str], texts: list[str]) -> tuple[list[str | None], list[str | None]]:
+    n = max(len(images), len(texts))
+    if n == 0:
+        raise DataError("give at least one --image PATH or --text TEXT.")
+    if images and texts and len(images) != len(texts):
+        raise DataError(
+            f"got {len(images)} --image and {len(texts)} --text values; give them in pairs "
+            "(use '-' for a missing one)."
+        )
+
+    def column(values: list[str]) -> list[str | None]:
+        return [None if v == "-" else v for v in values] if values else [None] * n
+
+    return column(images), column(texts)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .predictor import FusionPredictor
+
+    predictor = FusionPredictor.load(args.bundle, progress=not args.quiet)
+    if args.batch_size is not None:
+        if args.batch_size < 1:
+            raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}.")
+        predictor.batch_size = args.batch_size
+    images, texts = _pairs(args.image, args.text)
+    for path in images:
+        if path is not None and not os.path.isfile(path):
+            raise DataError(f"--image {path!r} does not exist; check the path.")
+    modalities = {e.modality for e in predictor.experts.values()}
+    given = {"image": args.image, "text": args.text}
+    unused = sorted(m for m, values in given.items() if values and m not in modalities)
+    if unused:
+        raise ModalityError(
+            f"--{unused[0]} was given but the bundle has no {unused[0]} expert (it reads "
+            f"{sorted(modalities)!r}); drop the option."
+        )
+    rows = predictor.explain(images=images if "image" in modalities else None,
+                             texts=texts if "text" in modalities else None)
+    for row, image, text in zip(rows, images, texts, strict=True):
+        row.pop("id", None)
+        row["input"] = {"image": image, "text": text}
+        if args.top_k > 0:
+            _keep_top(row, args.top_k)
+    print(json.dumps({"predictions": rows}, indent=2))
+    return 0
+
+
+def _keep_top(row: dict[str, Any], k: int) -> None:
+    for holder in (row, *row["experts"].values()):
+        if "probabilities" in holder:
+            ranked = sorted(holder["probabilities"].items(), key=lambda kv: -kv[1])[:k]
+            holder["probabilities"] = dict(ranked)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ensemble`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if getattr(args, "quiet", False):
+        _quiet_libraries()
+    try:
+        return int(args.handler(args))
+    except EnsembleError as error:
+        print(f"ensemble {args.command}: error: {error}", file=sys.stderr)
+        return _exit_code(error)
+    except KeyboardInterrupt:
+        print(f"ensemble {args.command}: interrupted; run the same command again to resume.",
+              file=sys.stderr)
+        return INTERRUPTED
+
+
+def _quiet_libraries() -> None:
+    import logging
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore")
+    for name in ("transformers", "timm", "datasets", "accelerate", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,410 @@
+"""The stage runner behind ``ensemble run``: finetune -> logits -> fuse -> evaluate -> bundle.
+
+Every stage writes one artifact directory under the run directory and, once it is complete,
+a marker ``stages/<stage>.json`` holding the fingerprint of its inputs (resolved config
+section + upstream fingerprints), its resolved config and the sha256 of every file it
+wrote. A stage whose marker matches its inputs and whose files are intact is skipped, so a
+re-run only redoes what changed or was lost. A killed fine-tune resumes from its last
+finished epoch (the training checkpoints live in ``work/`` until the expert is saved).
+
+Example:
+    >>> from ensemble.pipeline import Pipeline
+    >>> from ensemble.recipe import load_recipe
+    >>> result = Pipeline(load_recipe("recipes/synthetic.yaml")).run()  # doctest: +SKIP
+    >>> result.bundle  # doctest: +SKIP
+    PosixPath('runs/synthetic/bundle')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._io import atomic_directory, library_versions, read_json, sha256_file, write_json
+from .exceptions import ArtifactError, ConfigError, DataError
+from .recipe import (
+    DATA_SOURCES,
+    Recipe,
+    _expert_class,
+    _load_data_source,
+    fingerprint,
+    resolve_checkpoint,
+)
+
+__all__ = ["STAGES", "Pipeline", "PipelineResult", "StageResult", "StageRunner"]
+
+#: The stages in order; ``Pipeline.run(until=...)`` stops after the named one.
+STAGES: tuple[str, ...] = ("finetune", "logits", "fuse", "evaluate", "bundle")
+_LABELS_FILE = "labels.json"
+_LOGITS_DIR = "logits"
+_MARKERS = "stages"
+
+
+@dataclass
+class StageResult:
+    """What one stage did: its artifact, fingerprint and whether it was skipped."""
+
+    stage: str
+    directory: Path
+    fingerprint: str
+    skipped: bool
+    seconds: float = 0.0
+
+
+class StageRunner:
+    """Runs a stage unless its artifact is already there with the same fingerprint."""
+
+    def __init__(self, run_dir: Path, *, force: bool = False,
+                 log: Callable[[str], None] = print) -> None:
+        self.run_dir = run_dir
+        self.force = force
+        self.log = log
+
+    def marker(self, stage: str) -> Path:
+        return self.run_dir / _MARKERS / f"{stage}.json"
+
+    def up_to_date(self, stage: str, directory: Path, digest: str) -> bool:
+        """True when ``stage``'s marker matches ``digest`` and every file is intact."""
+        marker = self.marker(stage)
+        if not marker.is_file():
+            return False
+        try:
+            record = read_json(marker)
+        except ArtifactError:
+            return False
+        if record.get("fingerprint") != digest:
+            return False
+        files = record.get("files")
+        if not isinstance(files, dict) or not files:
+            return False
+        try:
+            return _file_digests(directory) == files
+        except OSError:
+            return False
+
+    def run(self, stage: str, directory: Path, inputs: Mapping[str, Any],
+            build: Callable[[Path], None]) -> StageResult:
+        """Skip ``stage`` when up to date, else ``build(directory)`` and record it."""
+        digest = fingerprint(inputs)
+        if not self.force and self.up_to_date(stage, directory, digest):
+            self.log(f"skip {stage}: up to date ({_relative(directory, self.run_dir)})")
+            return StageResult(stage, directory, digest, skipped=True)
+        self.log(f"run  {stage} -> {_relative(directory, self.run_dir)}")
+        self.marker(stage).unlink(missing_ok=True)
+        started = time.perf_counter()
+        build(directory)
+        seconds = time.perf_counter() - started
+        write_json(self.marker(stage), {
+            "stage": stage,
+            "fingerprint": digest,
+            "inputs": inputs,
+            "artifact": _relative(directory, self.run_dir),
+            "files": _file_digests(directory),
+            "seconds": round(seconds, 2),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "versions": library_versions(),
+        })
+        self.log(f"done {stage} in {seconds:.1f}s")
+        return StageResult(stage, directory, digest, skipped=False, seconds=seconds)
+
+
+def _file_digests(directory: Path) -> dict[str, str]:
+    return {
+        path.relative_to(directory).as_posix(): sha256_file(path)
+        for path in sorted(directory.rglob("*")) if path.is_file()
+    }
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+@dataclass
+class PipelineResult:
+    """The stages run (or skipped) and where the main artifacts are."""
+
+    run_dir: Path
+    stages: list[StageResult] = field(default_factory=list)
+    report: Path | None = None
+    bundle: Path | None = None
+    leaderboard: str = ""
+
+    def skipped(self) -> list[str]:
+        return [s.stage for s in self.stages if s.skipped]
+
+    def ran(self) -> list[str]:
+        return [s.stage for s in self.stages if not s.skipped]
+
+
+class Pipeline:
+    """Runs a :class:`~ensemble.recipe.Recipe` stage by stage under its run directory.
+
+    Layout of ``run_dir``: ``recipe.json`` (resolved recipe), ``experts/<name>/``,
+    ``logits/<split>/``, ``combiners/<label>/``, ``report/`` (``report.md``,
+    ``metrics.json``, ``plots/``), ``bundle/`` (a :class:`~ensemble.FusionPredictor`),
+    ``stages/<stage>.json`` (fingerprints) and ``work/`` (resumable training state).
+    """
+
+    def __init__(self, recipe: Recipe, *, run_dir: str | Path | None = None,
+                 force: bool = False, quiet: bool = False,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.recipe = recipe
+        self.run_dir = Path(run_dir or recipe.run_dir or Path("runs") / recipe.name)
+        self.quiet = quiet
+        self.log = log or (_silent if quiet else _to_stderr)
+        self.runner = StageRunner(self.run_dir, force=force, log=self.log)
+        self._experts: dict[str, Any] = {}
+        self._fingerprints: dict[str, str] = {}
+
+    # -- shared inputs ------------------------------------------------------------------
+
+    @cached_property
+    def data_fingerprint(self) -> str:
+        data = dataclasses.asdict(self.recipe.data)
+        data.pop("note", None)
+        return fingerprint({"data": data, "loader": DATA_SOURCES[self.recipe.data.source]})
+
+    @cached_property
+    def dataset(self) -> Any:
+        """The recipe's dataset (loaded on first use only)."""
+        loader = _load_data_source(DATA_SOURCES[self.recipe.data.source])
+        self.log(f"load data: {self.recipe.data.source}")
+        dataset = loader(**self.recipe.data.options)
+        data = self.recipe.data
+        for split in (data.train_split, data.fit_split, data.test_split):
+            if split not in dataset:
+                raise DataError(
+                    f"the dataset has no split {split!r} (splits: {sorted(dataset)!r}); set "
+                    "data.train_split / data.fit_split / data.test_split in the recipe."
+                )
+        return dataset
+
+    @cached_property
+    def class_names(self) -> list[str]:
+        from .data import class_names
+
+        return class_names(self.dataset)
+
+    # -- the run ------------------------------------------------------------------------
+
+    def run(self, until: str = "bundle") -> PipelineResult:
+        """Run every stage up to and including ``until`` (one of :data:`STAGES`)."""
+        if until not in STAGES:
+            raise ConfigError(f"unknown stage {until!r}; choose one of {list(STAGES)!r}.")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.run_dir / "recipe.json", self.recipe.to_dict())
+        result = PipelineResult(self.run_dir)
+        steps: dict[str, Callable[[PipelineResult], None]] = {
+            "finetune": self._finetune,
+            "logits": self._logits,
+            "fuse": self._fuse,
+            "evaluate": self._evaluate,
+            "bundle": self._bundle,
+        }
+        for stage in STAGES[: STAGES.index(until) + 1]:
+            steps[stage](result)
+        return result
+
+    def _record(self, result: PipelineResult, stage: StageResult) -> StageResult:
+        result.stages.append(stage)
+        self._fingerprints[stage.stage] = stage.fingerprint
+        return stage
+
+    # -- finetune -----------------------------------------------------------------------
+
+    def expert_dir(self, name: str) -> Path:
+        return self.run_dir / "experts" / name
+
+    def _finetune(self, result: PipelineResult) -> None:
+        for name, spec in self.recipe.experts.items():
+            inputs = {"data": self.data_fingerprint, "expert": dataclasses.asdict(spec),
+                      "seed": self.recipe.seed}
+            digest = fingerprint(inputs)
+            work = self.run_dir / "work" / f"{name}-{digest[:12]}"
+            self._record(result, self.runner.run(
+                f"finetune-{name}", self.expert_dir(name), inputs,
+                lambda target, n=name, w=work: self._train(n, target, w)))
+
+    def _train(self, name: str, target: Path, work: Path) -> None:
+        from .experts import TrainingConfig
+
+        spec = self.recipe.experts[name]
+        checkpoint = resolve_checkpoint(spec.checkpoint, self.run_dir / "checkpoints")
+        options = {"seed": self.recipe.seed, **spec.options}
+        expert = _expert_class(spec.modality)(checkpoint, self.class_names, **options)
+        config = TrainingConfig(**{"seed": self.recipe.seed, **spec.training}).updated(
+            output_dir=str(work), resume=True,
+            progress=not self.quiet and spec.training.get("progress", True))
+        data = self.recipe.data
+        expert.fit(self.dataset[data.train_split], self.dataset[data.fit_split], config=config)
+        expert.save_pretrained(target)
+        self._experts[name] = expert
+        shutil.rmtree(work, ignore_errors=True)
+
+    def experts(self) -> dict[str, Any]:
+        """The fine-tuned experts, loaded from their artifacts when not in memory."""
+        from .experts import load_expert
+
+        for name in self.recipe.experts:
+            if name not in self._experts:
+                self._experts[name] = load_expert(self.expert_dir(name))
+        return {name: self._experts[name] for name in self.recipe.experts}
+
+    # -- logits -------------------------------------------------------------------------
+
+    def logits_dir(self, split: str) -> Path:
+        return self.run_dir / "logits" / split
+
+    def _expert_fingerprints(self) -> dict[str, str]:
+        return {name: self._fingerprints[f"finetune-{name}"] for name in self.recipe.experts}
+
+    def _logits(self, result: PipelineResult) -> None:
+        data = self.recipe.data
+        for split in dict.fromkeys((data.fit_split, data.test_split)):
+            inputs = {"data": self.data_fingerprint, "experts": self._expert_fingerprints(),
+                      "split": split, "batch_size": self.recipe.logits_batch_size}
+            self._record(result, self.runner.run(
+                f"logits-{split}", self.logits_dir(split), inputs,
+                lambda target, s=split: self._compute_logits(s, target)))
+
+    def _compute_logits(self, split: str, target: Path) -> None:
+        from .logits import LogitSet
+
+        dataset = self.dataset[split]
+        logits = LogitSet.from_experts(self.experts(), dataset, split=split, features=True,
+                                       batch_size=self.recipe.logits_batch_size)
+        feature = dataset.features["label"]
+        labels = [feature.int2str(int(v)) for v in dataset["label"]]
+        with atomic_directory(target) as tmp:
+            logits.save(tmp / _LOGITS_DIR)
+            write_json(tmp / _LABELS_FILE, {"ids": [str(i) for i in logits.ids],
+                                            "labels": labels})
+
+    def load_logits(self, split: str) -> tuple[Any, np.ndarray]:
+        """The saved :class:`LogitSet` of ``split`` and its labels as class indices."""
+        from .logits import LogitSet
+
+        directory = self.logits_dir(split)
+        logits = LogitSet.load(directory / _LOGITS_DIR)
+        record = read_json(directory / _LABELS_FILE)
+        if list(record.get("ids", [])) != [str(i) for i in logits.ids]:
+            raise ArtifactError(f"{directory}: labels.json and the logits disagree on ids; "
+                                "delete the folder and re-run.")
+        position = {name: i for i, name in enumerate(logits.class_names)}
+        return logits, np.array([position[label] for label in record["labels"]], dtype=np.int64)
+
+    # -- fuse ---------------------------------------------------------------------------
+
+    def combiner_dir(self, label: str) -> Path:
+        return self.run_dir / "combiners" / label
+
+    def _fuse(self, result: PipelineResult) -> None:
+        fit_split = self.recipe.data.fit_split
+        for entry in self.recipe.combiners:
+            candidates = [c for c in entry.params.get("candidates") or ()
+                          if isinstance(c, str) and f"fuse-{c}" in self._fingerprints]
+            inputs = {"combiner": dataclasses.asdict(entry),
+                      "logits": self._fingerprints[f"logits-{fit_split}"],
+                      "candidates": {c: self._fingerprints[f"fuse-{c}"] for c in candidates}}
+            self._record(result, self.runner.run(
+                f"fuse-{entry.label}", self.combiner_dir(entry.label), inputs,
+                lambda target, e=entry: self._fit_combiner(e, target)))
+
+    def _build_combiner(self, name: str, params: Mapping[str, Any]) -> Any:
+        from .combiners import create_combiner, load_combiner
+
+        params = dict(params)
+        if "candidates" in params and params["candidates"] is not None:
+            params["candidates"] = [
+                load_combiner(self.combiner_dir(c))
+                if isinstance(c, str) and f"fuse-{c}" in self._fingerprints
+                else self._build_combiner(*_name_and_params(c))
+                for c in params["candidates"]
+            ]
+        return create_combiner(name, **params)
+
+    def _fit_combiner(self, entry: Any, target: Path) -> None:
+        logits, labels = self.load_logits(self.recipe.data.fit_split)
+        combiner = self._build_combiner(entry.name, entry.params)
+        combiner.fit(logits, labels)
+        combiner.save(target)
+
+    def combiners(self) -> dict[str, Any]:
+        from .combiners import load_combiner
+
+        return {e.label: load_combiner(self.combiner_dir(e.label)) for e in self.recipe.combiners}
+
+    # -- evaluate -----------------------------------------------------------------------
+
+    def _evaluate(self, result: PipelineResult) -> None:
+        from . import report
+
+        test_split = self.recipe.data.test_split
+        inputs = {"combiners": {e.label: self._fingerprints[f"fuse-{e.label}"]
+                                for e in self.recipe.combiners},
+                  "logits": self._fingerprints[f"logits-{test_split}"],
+                  "evaluation": dataclasses.asdict(self.recipe.evaluation),
+                  "report_version": report.REPORT_VERSION}
+        directory = self.run_dir / "report"
+
+        def build(target: Path) -> None:
+            logits, labels = self.load_logits(test_split)
+            report.write_report(
+                target, logits, labels, self.combiners(), config=self.recipe.evaluation,
+                title=f"{self.recipe.name}: {test_split} split",
+                fit_split=self.recipe.data.fit_split,
+            )
+
+        self._record(result, self.runner.run("evaluate", directory, inputs, build))
+        result.report = directory / "report.md"
+        result.leaderboard = report.leaderboard_table(read_json(directory / "metrics.json"))
+
+    # -- bundle -------------------------------------------------------------------------
+
+    def _bundle(self, result: PipelineResult) -> None:
+        from .combiners import load_combiner
+        from .predictor import FusionPredictor
+
+        label = self.recipe.bundle_combiner
+        inputs = {"experts": self._expert_fingerprints(),
+                  "combiner": self._fingerprints[f"fuse-{label}"],
+                  "batch_size": self.recipe.bundle.batch_size,
+                  "recipe": fingerprint(self.recipe.to_dict())}
+        directory = self.run_dir / "bundle"
+
+        def build(target: Path) -> None:
+            predictor = FusionPredictor(self.experts(), load_combiner(self.combiner_dir(label)),
+                                        batch_size=self.recipe.bundle.batch_size)
+            predictor.save(target, config={"recipe": self.recipe.to_dict(),
+                                           "combiner_label": label})
+
+        self._record(result, self.runner.run("bundle", directory, inputs, build))
+        result.bundle = directory
+
+
+def _name_and_params(entry: Any) -> tuple[str, dict[str, Any]]:
+    if isinstance(entry, str):
+        return entry, {}
+    if isinstance(entry, Mapping) and isinstance(entry.get("name"), str):
+        return entry["name"], dict(entry.get("params") or {})
+    raise ConfigError(f"a candidate must be a combiner name or {{name, params}}, got {entry!r}.")
+
+
+def _to_stderr(message: str) -> None:
+    print(f"[ensemble] {message}", file=sys.stderr, flush=True)
+
+
+def _silent(message: str) -> None:
+    return None

@@ -1,0 +1,489 @@
+"""Recipes: one typed description of an end-to-end run (data, experts, combiners, report).
+
+A recipe is a tree of dataclasses. YAML files under ``recipes/`` are parsed into it by
+:func:`load_recipe`, which refuses unknown keys and wrong types with an error naming the
+dotted key (``experts.image.training.epohcs``) and, where it can, suggesting the right one.
+``--set key=value`` overrides (:func:`apply_overrides`) are applied to the raw mapping
+before validation, so they get the same checks.
+
+Example:
+    >>> recipe = recipe_from_dict({
+    ...     "name": "demo",
+    ...     "data": {"source": "synthetic"},
+    ...     "experts": {"image": {"checkpoint": "test_resnet",
+    ...                           "options": {"pretrained": False}}},
+    ...     "combiners": ["voting"],
+    ... })
+    >>> recipe.experts["image"].checkpoint, [c.label for c in recipe.combiners]
+    ('test_resnet', ['voting'])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import inspect
+import json
+import os
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+from .exceptions import ConfigError, UnknownNameError
+
+__all__ = [
+    "CHECKPOINT_BUILDERS",
+    "DATA_SOURCES",
+    "EXPERT_TYPES",
+    "BundleConfig",
+    "CombinerConfig",
+    "DataConfig",
+    "EvaluationConfig",
+    "ExpertConfig",
+    "Recipe",
+    "apply_overrides",
+    "fingerprint",
+    "load_recipe",
+    "recipe_from_dict",
+    "resolve_checkpoint",
+]
+
+
+# -- registries ---------------------------------------------------------------------------
+
+
+def _load_data_source(name: str) -> Callable[..., Any]:
+    from . import data
+
+    return getattr(data, name)
+
+
+#: ``data.source`` -> loader function name in :mod:`ensemble.data` (called with ``options``).
+DATA_SOURCES: dict[str, str] = {
+    "emoji": "load_emoji",
+    "synthetic": "make_synthetic",
+    "multimodal": "load_multimodal",
+}
+
+#: Loader options that hold local paths (resolved against the recipe's folder).
+_PATH_OPTIONS = ("path_or_name", "data_files", "image_root", "cache_dir", "tarball")
+
+
+def _expert_class(modality: str) -> type:
+    from .experts import ImageExpert, TextExpert
+
+    return {"image": ImageExpert, "text": TextExpert}[modality]
+
+
+#: ``experts.<name>.modality`` values.
+EXPERT_TYPES: tuple[str, ...] = ("image", "text")
+
+
+def _tiny_synthetic_text(directory: Path) -> Path:
+    from .data import SYNTHETIC_FILLER, SYNTHETIC_WORDS
+    from .testing import build_tiny_text_checkpoint
+
+    words = {w for group in SYNTHETIC_WORDS.values() for w in group} | set(SYNTHETIC_FILLER)
+    return build_tiny_text_checkpoint(directory, sorted(words))
+
+
+#: Special checkpoint values that the recipe layer builds itself (never downloaded).
+CHECKPOINT_BUILDERS: dict[str, Callable[[Path], Path]] = {
+    "tiny:synthetic": _tiny_synthetic_text,
+}
+
+
+def resolve_checkpoint(checkpoint: str, workdir: Path) -> str:
+    """``checkpoint`` itself, or the folder a :data:`CHECKPOINT_BUILDERS` entry builds.
+
+    Built checkpoints go to ``workdir/<name>`` and are reused when already complete.
+    """
+    builder = CHECKPOINT_BUILDERS.get(checkpoint)
+    if builder is None:
+        return checkpoint
+    target = workdir / checkpoint.replace(":", "-")
+    if not (target / "config.json").is_file():
+        from ._io import atomic_directory
+
+        with atomic_directory(target) as tmp:
+            builder(tmp)
+    return str(target)
+
+
+# -- the recipe tree ----------------------------------------------------------------------
+
+
+@dataclass
+class DataConfig:
+    """Where the examples come from.
+
+    ``source`` names a loader in :data:`DATA_SOURCES`; ``options`` are its keyword
+    arguments (for ``multimodal``: ``path_or_name``, ``image_column``, ``text_column``,
+    ``label_column``, ``data_files``, ...). Relative local paths are resolved against the
+    working directory and may not contain ``..``. Combiners are fitted on ``fit_split`` and the
+    report is computed on ``test_split``; experts train on ``train_split``.
+    """
+
+    source: str = "synthetic"
+    options: dict[str, Any] = field(default_factory=dict)
+    train_split: str = "train"
+    fit_split: str = "validation"
+    test_split: str = "test"
+    note: str = ""
+
+
+@dataclass
+class ExpertConfig:
+    """One expert: its checkpoint, constructor ``options`` and ``training`` arguments.
+
+    ``modality`` (``image`` or ``text``) defaults to the expert's key in ``experts``;
+    ``training`` holds :class:`~ensemble.experts.TrainingConfig` fields.
+    """
+
+    checkpoint: str
+    modality: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CombinerConfig:
+    """One combiner: a registry ``name``, its ``params`` and a unique ``label``.
+
+    In YAML a bare string is shorthand for ``{name: <string>}``. A ``candidates`` param
+    (ensemble selection) lists labels of combiners fitted earlier in the recipe, or names.
+    """
+
+    name: str
+    label: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EvaluationConfig:
+    """Report settings: bootstrap resamples for the intervals, ECE bins, plots."""
+
+    bootstrap: int = 1000
+    confidence: float = 0.95
+    ece_bins: int = 15
+    plots: bool = True
+    seed: int = 0
+
+
+@dataclass
+class BundleConfig:
+    """The saved predictor: which combiner (a label; empty = the first) and batch size."""
+
+    combiner: str = ""
+    batch_size: int = 32
+
+
+@dataclass
+class Recipe:
+    """A whole run. ``run_dir`` (default ``runs/<name>``) is relative to the working
+    directory."""
+
+    name: str
+    data: DataConfig
+    experts: dict[str, ExpertConfig]
+    combiners: list[CombinerConfig]
+    description: str = ""
+    run_dir: str = ""
+    seed: int = 0
+    logits_batch_size: int = 64
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    bundle: BundleConfig = field(default_factory=BundleConfig)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved recipe as plain JSON-able data."""
+        return dataclasses.asdict(self)
+
+    def combiner(self, label: str) -> CombinerConfig:
+        """The combiner entry with ``label``."""
+        for entry in self.combiners:
+            if entry.label == label:
+                return entry
+        raise _unknown("bundle.combiner", label, [c.label for c in self.combiners])
+
+    @property
+    def bundle_combiner(self) -> str:
+        return self.bundle.combiner or self.combiners[0].label
+
+
+# -- parsing ------------------------------------------------------------------------------
+
+
+def _unknown(key: str, value: str, known: Sequence[str]) -> UnknownNameError:
+    close = difflib.get_close_matches(str(value), list(known), n=3, cutoff=0.5)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return UnknownNameError(f"{key}: unknown value {value!r}.{hint} Known: {sorted(known)!r}.")
+
+
+_SHORTHANDS: dict[type, Callable[[Any], Any]] = {
+    CombinerConfig: lambda value: {"name": value} if isinstance(value, str) else value,
+}
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _convert(annotation: Any, value: Any, key: str) -> Any:
+    """``value`` checked against ``annotation``; errors name ``key``."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        return _convert(options[0], value, key)
+    if dataclasses.is_dataclass(annotation):
+        return _build(annotation, _SHORTHANDS.get(annotation, lambda v: v)(value), key)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key} must be a mapping, got {type(value).__name__} {value!r}.")
+        return {str(k): _convert(args[1], v, f"{key}.{k}") for k, v in value.items()}
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list, got {type(value).__name__} {value!r}.")
+        return [_convert(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation in (int, float) and isinstance(value, bool):
+        raise ConfigError(f"{key} must be a number, got the boolean {value!r}.")
+    if not isinstance(value, annotation):
+        raise ConfigError(
+            f"{key} must be {_type_name(annotation)}, got {type(value).__name__} {value!r}."
+        )
+    return value
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    label = where or "recipe"
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{label} must be a mapping, got {type(data).__name__} {data!r}.")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    prefix = f"{where}." if where else ""
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"unknown key {prefix + str(key)!r}.{hint} Allowed keys in {label}: "
+                f"{sorted(fields)!r}."
+            )
+    values: dict[str, Any] = {}
+    for name, spec in fields.items():
+        required = (spec.default is dataclasses.MISSING
+                    and spec.default_factory is dataclasses.MISSING)
+        if name not in data:
+            if required:
+                raise ConfigError(f"missing required key {prefix + name!r} in {label}.")
+            continue
+        values[name] = _convert(hints[name], data[name], f"{prefix}{name}")
+    return cls(**values)
+
+
+def recipe_from_dict(data: Mapping[str, Any]) -> Recipe:
+    """Build and validate a :class:`Recipe` from plain data (e.g. parsed YAML)."""
+    return _build(Recipe, data, "")
+
+
+def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Recipe:
+    """Read a YAML recipe, apply ``key=value`` ``overrides`` and validate it.
+
+    Example:
+        >>> recipe = load_recipe("recipes/synthetic.yaml", ["seed=3"])  # doctest: +SKIP
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe {str(path)!r} does not exist; give the path of a .yaml file.")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"recipe {str(path)!r} is not valid YAML: {err}") from err
+    if raw is None:
+        raise ConfigError(f"recipe {str(path)!r} is empty.")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"recipe {str(path)!r} must be a mapping at the top level.")
+    raw = apply_overrides(raw, overrides)
+    raw.setdefault("name", path.stem)
+    return recipe_from_dict(raw)
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """A copy of ``raw`` with dotted ``key=value`` overrides applied (values parsed as YAML).
+
+    List items are addressed by index (``combiners.0.params.method=geometric``).
+
+    Example:
+        >>> apply_overrides({"evaluation": {"bootstrap": 1000}}, ["evaluation.bootstrap=10"])
+        {'evaluation': {'bootstrap': 10}}
+    """
+    import yaml
+
+    result = json.loads(json.dumps(raw))
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(
+                f"--set expects key=value (e.g. experts.image.training.epochs=1), got {override!r}."
+            )
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {override!r}: the value is not valid YAML ({err}).") from err
+        parts = key.strip().split(".")
+        node: Any = result
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            where = ".".join(parts[: depth + 1])
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(
+                        f"--set {override!r}: {where} needs an index below {len(node)}."
+                    )
+                index: Any = int(part)
+            elif isinstance(node, dict):
+                index = part
+            else:
+                parent = ".".join(parts[:depth])
+                raise ConfigError(f"--set {override!r}: {parent} is not a mapping.")
+            if last:
+                node[index] = value
+            else:
+                child = node[index] if isinstance(node, list) else node.get(index)
+                if isinstance(child, str):  # a shorthand entry: "voting" -> {name: voting}
+                    node[index] = {"name": child}
+                elif not isinstance(child, (dict, list)):
+                    node[index] = {}
+                node = node[index]
+    return result
+
+
+# -- semantic checks ----------------------------------------------------------------------
+
+
+def _check_kwargs(function: Callable[..., Any], given: Mapping[str, Any], key: str,
+                  skip: Sequence[str] = ()) -> None:
+    parameters = inspect.signature(function).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    accepted = [name for name in parameters if name not in ("self", *skip)]
+    for name in given:
+        if name not in accepted:
+            close = difflib.get_close_matches(name, accepted, n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"unknown key {key + '.' + name!r}.{hint} Allowed: {sorted(accepted)!r}."
+            )
+
+
+def _validate(recipe: Recipe) -> None:
+    from .combiners import get_combiner_class
+    from .experts import TrainingConfig
+
+    if not recipe.name or any(c in recipe.name for c in "/\\") or recipe.name.startswith("."):
+        raise ConfigError(f"name must be a plain non-empty name (no slashes), got {recipe.name!r}.")
+    loader = DATA_SOURCES.get(recipe.data.source)
+    if loader is None:
+        raise _unknown("data.source", recipe.data.source, list(DATA_SOURCES))
+    _check_kwargs(_load_data_source(loader), recipe.data.options, "data.options")
+    if not recipe.experts:
+        raise ConfigError("experts is empty; give at least one expert (e.g. experts.image).")
+    for name, expert in recipe.experts.items():
+        expert.modality = expert.modality or name
+        if expert.modality not in EXPERT_TYPES:
+            raise _unknown(f"experts.{name}.modality", expert.modality, list(EXPERT_TYPES))
+        _check_kwargs(_expert_class(expert.modality).__init__, expert.options,
+                      f"experts.{name}.options", skip=("checkpoint", "class_names"))
+        try:
+            TrainingConfig(**{**expert.training, "seed": expert.training.get("seed", recipe.seed)})
+        except TypeError as err:
+            raise ConfigError(f"experts.{name}.training: {err}") from err
+        except ConfigError as err:
+            raise ConfigError(f"experts.{name}.training: {err}") from err
+    if not recipe.combiners:
+        raise ConfigError("combiners is empty; list at least one (e.g. combiners: [voting]).")
+    labels: list[str] = []
+    for i, entry in enumerate(recipe.combiners):
+        entry.label = entry.label or entry.name
+        try:
+            cls = get_combiner_class(entry.name)
+        except UnknownNameError as err:
+            raise UnknownNameError(f"combiners[{i}].name: {err}") from None
+        _check_kwargs(cls.__init__, entry.params, f"combiners[{i}].params")
+        if entry.label in labels or any(c in entry.label for c in "/\\") or entry.label[0] == ".":
+            raise ConfigError(
+                f"combiners[{i}].label {entry.label!r} is repeated or not a plain name; give "
+                "each combiner a unique label."
+            )
+        for candidate in entry.params.get("candidates") or ():
+            if isinstance(candidate, str) and candidate not in labels:
+                get_combiner_class(candidate)
+        labels.append(entry.label)
+    if recipe.bundle.combiner and recipe.bundle.combiner not in labels:
+        raise _unknown("bundle.combiner", recipe.bundle.combiner, labels)
+    evaluation = recipe.evaluation
+    if evaluation.bootstrap < 0 or not 0 < evaluation.confidence < 1 or evaluation.ece_bins < 1:
+        raise ConfigError(
+            "evaluation needs bootstrap >= 0, 0 < confidence < 1 and ece_bins >= 1, got "
+            f"{evaluation!r}."
+        )
+    if recipe.logits_batch_size < 1 or recipe.bundle.batch_size < 1:
+        raise ConfigError("logits_batch_size and bundle.batch_size must be positive integers.")
+    _check_relative("run_dir", recipe.run_dir)
+    _resolve_data_paths(recipe)
+
+
+def _check_relative(key: str, value: str) -> None:
+    if value and not Path(value).is_absolute() and ".." in Path(value).parts:
+        raise ConfigError(f"{key} {value!r} may not contain '..'; give a path inside the folder.")
+
+
+def _resolve_data_paths(recipe: Recipe) -> None:
+    """Check local paths in ``data.options``: relative ones may not contain ``..``.
+
+    ``path_or_name``, ``image_root``, ``cache_dir`` and ``tarball`` are made absolute against
+    the working directory when they exist there (a Hub name such as ``user/dataset`` is kept);
+    ``data_files`` stay relative to the dataset folder they are read from.
+    """
+    for name in _PATH_OPTIONS:
+        value = recipe.data.options.get(name)
+        for item in _strings(value):
+            _check_relative(f"data.options.{name}", item)
+        if isinstance(value, str) and name != "data_files":
+            recipe.data.options[name] = _absolute_if_local(value)
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Mapping):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def _absolute_if_local(value: str) -> str:
+    path = Path(value).expanduser()
+    return str(path.resolve()) if path.exists() else value
+
+
+def fingerprint(value: Any) -> str:
+    """sha256 of ``value`` as canonical JSON: the identity of a stage's inputs."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
