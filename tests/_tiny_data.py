@@ -8,8 +8,6 @@ tiny tokenizer's vocabulary; a test checks it). It is not imported from there be
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Collection, Sequence
 
 import numpy as np
@@ -68,12 +66,3 @@ def make_dataset(
     )
 
 
-def install_checkpoints_shim() -> None:
-    """Stand in for ``ensemble.checkpoints`` while it is not written yet (local paths only)."""
-    try:
-        import ensemble.checkpoints  # noqa: F401
-    except ImportError:
-        shim = types.ModuleType("ensemble.checkpoints")
-        shim.resolve_image_checkpoint = str  # type: ignore[attr-defined]
-        shim.resolve_text_checkpoint = str  # type: ignore[attr-defined]
-        sys.modules["ensemble.checkpoints"] = shim

@@ -12,7 +12,6 @@ from _tiny_data import (
     FILLER,
     colour_image,
     colour_text,
-    install_checkpoints_shim,
     make_dataset,
 )
 from datasets import Value
@@ -26,8 +25,6 @@ from ensemble.exceptions import (
 )
 from ensemble.experts import Expert, ImageExpert, TextExpert, base, load_expert
 from ensemble.logits import LogitSet
-
-install_checkpoints_shim()
 
 FIT_ARGS = {"epochs": 1, "batch_size": 4, "eval_batch_size": 4, "learning_rate": 1e-3,
             "progress": False}

@@ -7,14 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _tiny_data import install_checkpoints_shim
 from PIL import Image, ImageFile
 
 from ensemble.exceptions import InvalidImageError, InvalidTextError
 from ensemble.experts import ImageExpert, TextExpert, _inputs
 from ensemble.experts._inputs import to_rgb_image, to_text
-
-install_checkpoints_shim()
 
 WHITE = (255, 255, 255)
 
