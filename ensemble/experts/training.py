@@ -30,6 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from .. import metrics
 from .._io import atomic_directory, read_json, write_json
 from ..exceptions import ArtifactError, ConfigError
 
@@ -248,18 +249,6 @@ def make_accelerator(config: TrainingConfig | None = None) -> Accelerator:
     )
 
 
-def macro_f1(predictions: np.ndarray, labels: np.ndarray, n_classes: int) -> float:
-    """Unweighted mean F1 over the classes that occur in labels or predictions."""
-    scores = []
-    for c in range(n_classes):
-        tp = np.sum((predictions == c) & (labels == c))
-        fp = np.sum((predictions == c) & (labels != c))
-        fn = np.sum((predictions != c) & (labels == c))
-        if tp + fp + fn:
-            scores.append(2 * tp / (2 * tp + fp + fn))
-    return float(np.mean(scores)) if scores else 0.0
-
-
 class _Checkpoint:
     """The resumable state of a run, one directory written atomically per epoch."""
 
@@ -389,7 +378,7 @@ def train_classifier(
         record = _train_epoch(model_p, forward, train_loader_p, optimizer_p, scheduler_p,
                               loss_fn, accelerator, config, epoch, show, description)
         if eval_loader_p is not None:
-            _evaluate(model_p, forward, eval_loader_p, loss_fn, accelerator, n_classes, record)
+            _evaluate(model_p, forward, eval_loader_p, loss_fn, accelerator, record)
             score = {"accuracy": record.eval_accuracy, "macro_f1": record.eval_macro_f1,
                      "loss": record.eval_loss}[config.metric]
         else:
@@ -488,7 +477,6 @@ def _evaluate(
     loader: DataLoader[Any],
     loss_fn: nn.Module,
     accelerator: Accelerator,
-    n_classes: int,
     record: EpochRecord,
 ) -> None:
     model.eval()
@@ -503,7 +491,7 @@ def _evaluate(
     weight = getattr(loss_fn, "weight", None)
     record.eval_loss = float(nn.functional.cross_entropy(
         logits, labels, weight=weight.cpu() if weight is not None else None))
-    predictions = logits.argmax(dim=1).numpy()
-    record.eval_accuracy = float((predictions == labels.numpy()).mean())
-    record.eval_macro_f1 = macro_f1(predictions, labels.numpy(), n_classes)
+    # Both metrics only read the argmax, so the logits stand in for probabilities.
+    record.eval_accuracy = metrics.accuracy(labels.numpy(), logits.numpy())
+    record.eval_macro_f1 = metrics.macro_f1(labels.numpy(), logits.numpy())
     record.eval_examples = len(labels)

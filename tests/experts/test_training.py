@@ -170,7 +170,7 @@ def test_early_stopping_keeps_the_best_epochs_weights(monkeypatch: pytest.Monkey
     scores = iter([0.5, 0.8, 0.6, 0.7, 0.9, 0.9])
     snapshots: list[dict] = []
 
-    def scripted(model, forward, loader, loss_fn, accelerator, n_classes, record) -> None:
+    def scripted(model, forward, loader, loss_fn, accelerator, record) -> None:
         snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
         record.eval_loss, record.eval_macro_f1 = 1.0, 0.5
         record.eval_accuracy = next(scores)
