@@ -28,6 +28,7 @@ __all__ = [
     "by_pattern",
     "expert_probabilities",
     "leaderboard_table",
+    "oracle_hits",
     "per_class",
     "render_markdown",
     "score_models",
@@ -118,8 +119,9 @@ def score_models(
     return scores
 
 
-def _oracle_hits(y: np.ndarray, probas: Mapping[str, np.ndarray], mask: np.ndarray,
-                 names: tuple[str, ...]) -> np.ndarray:
+def oracle_hits(y: np.ndarray, probas: Mapping[str, np.ndarray], mask: np.ndarray,
+                names: tuple[str, ...]) -> np.ndarray:
+    """Boolean ``[N]``: rows where at least one present expert ranks the label first."""
     hits = np.zeros(y.shape, dtype=bool)
     for j, name in enumerate(names):
         hits |= (probas[name].argmax(axis=1) == y) & mask[:, j]
@@ -205,7 +207,7 @@ def write_report(
     probas = {f"expert: {name}": p for name, p in experts.items()}
     combined = {label: c.predict_proba(logits) for label, c in combiners.items()}
     probas.update(combined)
-    hits = _oracle_hits(y, experts, np.asarray(logits.mask), tuple(logits.modalities))
+    hits = oracle_hits(y, experts, np.asarray(logits.mask), tuple(logits.modalities))
     scores = score_models(y, probas, oracle=hits, bootstrap=config.bootstrap,
                           confidence=config.confidence, ece_bins=config.ece_bins,
                           seed=config.seed)
