@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
-from types import ModuleType
-
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-def _script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_fusion_quality_quick_scores_every_combiner_baseline_and_oracle(tmp_path: Path) -> None:
+def test_fusion_quality_quick_scores_every_combiner_baseline_and_oracle(
+    tmp_path: Path, benchmark_script
+) -> None:
     from ensemble.combiners import list_combiners
 
-    module = _script("fusion_quality")
+    module = benchmark_script("fusion_quality")
     out = tmp_path / "results" / "fusion_quality.json"
     returned = module.main(["--quick", "--bootstrap", "50", "--out", str(out)])
     written = json.loads(out.read_text())

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
-
-def _script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_finetune_emoji_quick_fits_both_experts_and_writes_logits(tmp_path: Path) -> None:
+def test_finetune_emoji_quick_fits_both_experts_and_writes_logits(
+    tmp_path: Path, benchmark_script
+) -> None:
     out = tmp_path / "finetune.json"
-    results = _script("finetune_emoji").main(
+    results = benchmark_script("finetune_emoji").main(
         ["--quick", "--no-progress", "--run-dir", str(tmp_path / "run"), "--out", str(out)]
     )
     written = json.loads(out.with_name("finetune_quick.json").read_text())
@@ -37,9 +27,11 @@ def test_finetune_emoji_quick_fits_both_experts_and_writes_logits(tmp_path: Path
 
 
 @pytest.mark.slow
-def test_train_overhead_quick_compares_every_contender(tmp_path: Path) -> None:
+def test_train_overhead_quick_compares_every_contender(
+    tmp_path: Path, benchmark_script
+) -> None:
     out = tmp_path / "overhead.json"
-    _script("train_overhead").main(["--quick", "--out", str(out)])
+    benchmark_script("train_overhead").main(["--quick", "--out", str(out)])
     written = json.loads(out.read_text())
     assert set(written["experts"]["image"]) == {"raw", "ours"}
     assert set(written["experts"]["text"]) == {"raw", "ours", "trainer"}
