@@ -23,10 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from ensemble import metrics
 from ensemble._io import atomic_write_text
 from ensemble.data import class_names, load_emoji, make_synthetic
 from ensemble.experts import Expert, ImageExpert, TextExpert, TrainingConfig
 from ensemble.logits import LogitSet
+from ensemble.report import expert_probabilities
 from ensemble.testing import build_tiny_text_checkpoint
 
 IMAGE_CHECKPOINT = "timm/tf_efficientnet_lite0.in1k"
@@ -36,15 +38,6 @@ TEXT_CHECKPOINT = "sentence-transformers/all-MiniLM-L6-v2"
 def peak_rss_mib() -> float:
     """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    return float((logits.argmax(axis=1) == labels).mean())
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -130,12 +123,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if split == "test":
             for modality in experts:
                 results["experts"][modality]["test_accuracy"] = round(
-                    accuracy(logits.logits[modality], test_labels), 4)
-            probabilities = np.mean([softmax(a) for a in logits.logits.values()], axis=0)
-            right = np.stack([a.argmax(axis=1) == test_labels for a in logits.logits.values()])
+                metrics.accuracy(test_labels, logits.logits[modality]), 4)
+            probabilities = expert_probabilities(logits)
+            mean = np.mean(list(probabilities.values()), axis=0)
             results["test_mean_probability_accuracy"] = round(
-                float((probabilities.argmax(axis=1) == test_labels).mean()), 4)
-            results["test_oracle_accuracy"] = round(float(right.any(axis=0).mean()), 4)
+                metrics.accuracy(test_labels, mean), 4)
+            results["test_oracle_accuracy"] = round(
+                metrics.oracle_accuracy(test_labels, probabilities), 4)
     results["peak_rss_mib"] = round(peak_rss_mib())
     results["total_seconds"] = round(time.perf_counter() - started, 1)
     out = Path(args.out)

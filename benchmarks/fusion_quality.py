@@ -49,7 +49,8 @@ from sklearn.linear_model import LogisticRegression
 from ensemble._io import library_versions, write_json
 from ensemble.combiners import create_combiner, list_combiners
 from ensemble.logits import LogitSet
-from ensemble.report import expert_probabilities, oracle_hits, score_models
+from ensemble.metrics import oracle_hits
+from ensemble.report import expert_probabilities, score_models
 
 DEFAULT_RUN_DIR = Path("runs/quickstart")
 DEFAULT_OUTPUT = Path(__file__).parent / "results" / "fusion_quality.json"
@@ -143,7 +144,7 @@ def run(fit: LogitSet, y_fit: np.ndarray, test: LogitSet, y_test: np.ndarray, *,
         combiner = create_combiner(name, **params.get(name, {})).fit(fit, y_fit)
         fit_seconds[name] = time.perf_counter() - start
         probas[name] = combiner.predict_proba(test)
-    hits = oracle_hits(y_test, experts, np.asarray(test.mask), tuple(test.modalities))
+    hits = oracle_hits(y_test, experts, {m: test.present(m) for m in test.modalities})
     scores = score_models(y_test, probas, oracle=hits, bootstrap=bootstrap, seed=seed)
     base_acc = scores[BEST_EXPERT]["accuracy"]["value"]
     oracle_acc = scores[ORACLE]["accuracy"]["value"]

@@ -29,6 +29,7 @@ __all__ = [
     "macro_f1",
     "nll",
     "oracle_accuracy",
+    "oracle_hits",
 ]
 
 
@@ -101,15 +102,12 @@ def ece(y: Any, proba: Any, n_bins: int = 15) -> float:
     return float(gap.sum() / counts.sum())
 
 
-def oracle_accuracy(
+def oracle_hits(
     y: Any, expert_probas: Mapping[str, Any], mask: Mapping[str, Any] | None = None
-) -> float:
-    """Fraction of rows where at least one (present) expert's top class is the label.
-
-    An upper bound for any combiner that picks one expert per example.
-    """
+) -> np.ndarray:
+    """Boolean ``[N]``: rows where at least one (present) expert's top class is the label."""
     if not expert_probas:
-        raise InvalidLogitsError("oracle_accuracy needs at least one expert's probabilities.")
+        raise InvalidLogitsError("the oracle needs at least one expert's probabilities.")
     hits = np.zeros(np.shape(y), dtype=bool)
     for name, proba in expert_probas.items():
         labels, probs = _checked(y, proba)
@@ -117,7 +115,17 @@ def oracle_accuracy(
         if mask is not None and name in mask:
             right &= np.asarray(mask[name], dtype=bool)
         hits |= right
-    return float(hits.mean())
+    return hits
+
+
+def oracle_accuracy(
+    y: Any, expert_probas: Mapping[str, Any], mask: Mapping[str, Any] | None = None
+) -> float:
+    """Fraction of rows where at least one (present) expert's top class is the label.
+
+    An upper bound for any combiner that picks one expert per example.
+    """
+    return float(oracle_hits(y, expert_probas, mask).mean())
 
 
 METRICS: dict[str, Callable[[Any, Any], float]] = {

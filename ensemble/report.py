@@ -28,7 +28,6 @@ __all__ = [
     "by_pattern",
     "expert_probabilities",
     "leaderboard_table",
-    "oracle_hits",
     "per_class",
     "render_markdown",
     "score_models",
@@ -119,15 +118,6 @@ def score_models(
     return scores
 
 
-def oracle_hits(y: np.ndarray, probas: Mapping[str, np.ndarray], mask: np.ndarray,
-                names: tuple[str, ...]) -> np.ndarray:
-    """Boolean ``[N]``: rows where at least one present expert ranks the label first."""
-    hits = np.zeros(y.shape, dtype=bool)
-    for j, name in enumerate(names):
-        hits |= (probas[name].argmax(axis=1) == y) & mask[:, j]
-    return hits
-
-
 def _patterns(modalities: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Availability patterns as boolean rows over ``modalities``: all, then each alone."""
     everything = "both" if len(modalities) == 2 else "all"
@@ -207,7 +197,7 @@ def write_report(
     probas = {f"expert: {name}": p for name, p in experts.items()}
     combined = {label: c.predict_proba(logits) for label, c in combiners.items()}
     probas.update(combined)
-    hits = oracle_hits(y, experts, np.asarray(logits.mask), tuple(logits.modalities))
+    hits = metrics.oracle_hits(y, experts, {m: logits.present(m) for m in logits.modalities})
     scores = score_models(y, probas, oracle=hits, bootstrap=config.bootstrap,
                           confidence=config.confidence, ece_bins=config.ece_bins,
                           seed=config.seed)

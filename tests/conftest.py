@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -50,3 +53,20 @@ def build_tiny_text_checkpoint(directory: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_text_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_text_checkpoint(tmp_path_factory.mktemp("tiny-bert"))
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def benchmark_script() -> Callable[[str], ModuleType]:
+    """``benchmark_script("combiners")`` imports ``benchmarks/combiners.py``."""
+    return _load
