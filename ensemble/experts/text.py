@@ -9,11 +9,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from ..exceptions import ConfigError
+from ..exceptions import ArtifactError, ConfigError
 from ._inputs import to_text
+from ._pooling import MeanPoolingClassifier, Pooling, sentence_transformers_pooling
 from .base import Batch, Expert
 
 __all__ = ["TextExpert"]
@@ -30,6 +31,12 @@ class TextExpert(Expert):
     ``class_names``. ``trust_remote_code`` stays off unless you turn it on: it runs Python
     code shipped with the checkpoint.
 
+    ``pooling`` picks what the head sees: ``"model"`` is the model's own
+    sequence-classification head (``[CLS]`` pooler for BERT-likes), ``"mean"`` the
+    attention-masked mean of the last hidden states (what sentence-transformers checkpoints
+    are trained for), ``"auto"`` (default) reads the checkpoint's sentence-transformers
+    pooling config and falls back to ``"model"``.
+
     Example:
         >>> expert = TextExpert("path/to/tiny-bert", ["neg", "pos"])  # doctest: +SKIP
         >>> expert.predict_logits(["great movie"]).shape  # doctest: +SKIP
@@ -45,6 +52,7 @@ class TextExpert(Expert):
         *,
         pretrained: bool = True,
         max_length: int = 128,
+        pooling: Pooling = "auto",
         trust_remote_code: bool = False,
         model_kwargs: Mapping[str, Any] | None = None,
         input_column: str = "text",
@@ -53,8 +61,11 @@ class TextExpert(Expert):
         super().__init__(checkpoint, class_names, input_column=input_column, seed=seed)
         if not isinstance(max_length, int) or max_length < 2:
             raise ConfigError(f"max_length must be an integer >= 2, got {max_length!r}.")
+        if pooling not in ("auto", "model", "mean"):
+            raise ConfigError(f"pooling is {pooling!r}; choose 'auto', 'model' or 'mean'.")
         self.pretrained = pretrained
         self.max_length = max_length
+        self.pooling = pooling
         self.trust_remote_code = trust_remote_code
         self.model_kwargs = dict(model_kwargs or {})
         from ..checkpoints import resolve_text_checkpoint
@@ -63,6 +74,8 @@ class TextExpert(Expert):
         self._build(source, pretrained=pretrained)
 
     def _build(self, source: str | Path, *, pretrained: bool) -> None:
+        self.pooling_ = (sentence_transformers_pooling(source) if self.pooling == "auto"
+                         else self.pooling)
         config = AutoConfig.from_pretrained(
             source,
             num_labels=self.num_classes,
@@ -76,6 +89,9 @@ class TextExpert(Expert):
             torch.manual_seed(self.seed)
             if pretrained:
                 self.model = self._load_pretrained(source, config)
+            elif self.pooling_ == "mean":
+                self.model = self._mean_pooling(
+                    AutoModel.from_config(config, trust_remote_code=self.trust_remote_code))
             else:
                 self.model = AutoModelForSequenceClassification.from_config(
                     config, trust_remote_code=self.trust_remote_code
@@ -101,8 +117,9 @@ class TextExpert(Expert):
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
+        model_class = AutoModel if self.pooling_ == "mean" else AutoModelForSequenceClassification
         try:
-            model, info = AutoModelForSequenceClassification.from_pretrained(
+            model, info = model_class.from_pretrained(
                 source, config=config, ignore_mismatched_sizes=True,
                 trust_remote_code=self.trust_remote_code, output_loading_info=True,
             )
@@ -120,7 +137,15 @@ class TextExpert(Expert):
                 "the architecture.",
                 stacklevel=3,
             )
-        return model
+        return self._mean_pooling(model) if self.pooling_ == "mean" else model
+
+    def _mean_pooling(self, backbone: nn.Module) -> nn.Module:
+        # The [CLS] pooler gets no gradient under mean pooling; frozen, it cannot stall a
+        # DistributedDataParallel reduction or collect weight decay.
+        pooler = getattr(backbone, "pooler", None)
+        if isinstance(pooler, nn.Module):
+            pooler.requires_grad_(False)
+        return MeanPoolingClassifier(backbone, self.num_classes)
 
     def _find_head(self) -> nn.Module:
         linear = [m for m in self.model.modules()
@@ -145,7 +170,8 @@ class TextExpert(Expert):
         return self._head
 
     def _init_params(self) -> dict[str, Any]:
-        return {"max_length": self.max_length, "model_kwargs": self.model_kwargs}
+        return {"max_length": self.max_length, "pooling": self.pooling_,
+                "model_kwargs": self.model_kwargs}
 
     def _save_extra(self, directory: Path) -> None:
         self.model.config.save_pretrained(directory / _BACKBONE)
@@ -161,6 +187,12 @@ class TextExpert(Expert):
         params = config["params"]
         expert.pretrained = False
         expert.max_length = int(params.get("max_length", 128))
+        expert.pooling = params.get("pooling", "model")
+        if expert.pooling not in ("model", "mean"):
+            raise ArtifactError(
+                f"{directory}: unknown pooling {expert.pooling!r} in config.json; the expert "
+                "was written by a newer version of ensemble."
+            )
         expert.trust_remote_code = trust_remote_code
         # The saved backbone config already holds these; kept so a re-save records them.
         expert.model_kwargs = dict(params.get("model_kwargs") or {})

@@ -13,6 +13,8 @@ import dataclasses
 import json
 import math
 import os
+import pickle
+import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
+from safetensors import SafetensorError
 from safetensors.torch import load_file as load_torch_file
 from safetensors.torch import save_file as save_torch_file
 from torch import nn
@@ -57,6 +60,7 @@ class TrainingConfig:
     batch_size: int = 32
     eval_batch_size: int = 64
     learning_rate: float = 5e-5
+    head_learning_rate: float | None = None
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     scheduler: Literal["cosine", "linear", "constant"] = "cosine"
@@ -89,6 +93,11 @@ class TrainingConfig:
         if not self.learning_rate > 0:
             raise ConfigError(
                 f"TrainingConfig.learning_rate must be > 0, got {self.learning_rate!r}."
+            )
+        head_lr = self.head_learning_rate
+        if head_lr is not None and not (isinstance(head_lr, (int, float)) and head_lr > 0):
+            raise ConfigError(
+                f"TrainingConfig.head_learning_rate must be None or > 0, got {head_lr!r}."
             )
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ConfigError(
@@ -190,15 +199,23 @@ def _lr_lambda(schedule: str, warmup: int, total: int) -> Callable[[int], float]
     return factor
 
 
-def _parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: no weight decay on biases and normalisation weights (1-D tensors)."""
-    decay, no_decay = [], []
+def _parameter_groups(model: nn.Module, config: TrainingConfig,
+                      head: nn.Module | None = None) -> list[dict[str, Any]]:
+    """AdamW groups: no weight decay on biases and normalisation weights (1-D tensors).
+
+    With ``config.head_learning_rate`` the parameters of ``head`` (the new classifier) get
+    their own learning rate; the pretrained body keeps ``config.learning_rate``.
+    """
+    split_head = head is not None and config.head_learning_rate is not None
+    head_ids = {id(p) for p in head.parameters()} if split_head and head is not None else set()
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for param in model.parameters():
         if param.requires_grad:
-            (no_decay if param.ndim <= 1 else decay).append(param)
+            groups.setdefault((id(param) in head_ids, param.ndim > 1), []).append(param)
     return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {"params": params, "weight_decay": config.weight_decay if decayed else 0.0,
+         "lr": config.head_learning_rate if is_head else config.learning_rate}
+        for (is_head, decayed), params in sorted(groups.items())
     ]
 
 
@@ -265,7 +282,10 @@ class _Checkpoint:
             save_torch_file(_contiguous(model.state_dict()), str(tmp / "model.safetensors"))
             if best_state is not None:
                 save_torch_file(_contiguous(best_state), str(tmp / "best.safetensors"))
-            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+            # Through a Python file, so a full disk surfaces as an OSError (torch's own
+            # writer reports it as an opaque RuntimeError).
+            with open(tmp / "optimizer.pt", "wb") as handle:
+                torch.save(optimizer.state_dict(), handle)
             write_json(tmp / "state.json", {**state, "scheduler": scheduler.state_dict()})
 
     def load(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None,
@@ -277,7 +297,7 @@ class _Checkpoint:
             best = load_torch_file(str(best_file)) if best_file.is_file() else None
             optimizer = torch.load(self.path / "optimizer.pt", map_location="cpu",
                                    weights_only=True)
-        except (OSError, RuntimeError, ValueError) as err:
+        except (OSError, RuntimeError, ValueError, SafetensorError, pickle.UnpicklingError) as err:
             raise ArtifactError(
                 f"checkpoint in {self.path} is unreadable ({err}); delete it or pass resume=False."
             ) from err
@@ -309,13 +329,15 @@ def train_classifier(
     n_classes: int,
     eval_data: Dataset[Any] | None = None,
     config: TrainingConfig | None = None,
+    head: nn.Module | None = None,
     description: str = "train",
 ) -> TrainingResult:
     """Fine-tune ``model`` with cross-entropy; keep the weights of the best eval epoch.
 
     ``forward(model, batch)`` maps a collated batch to logits ``[B, C]``; each batch also
-    holds ``labels``. On return ``model`` holds the best weights (the last epoch's when
-    there is no eval data).
+    holds ``labels``. ``head`` (a submodule of ``model``) is the new classifier that
+    ``config.head_learning_rate`` applies to. On return ``model`` holds the best weights
+    (the last epoch's when there is no eval data).
     """
     config = config or TrainingConfig()
     config.validate()
@@ -331,7 +353,7 @@ def train_classifier(
     )
     updates_per_epoch = math.ceil(len(train_loader) / config.gradient_accumulation_steps)
     total_updates = updates_per_epoch * config.epochs
-    optimizer = _adamw(_parameter_groups(model, config.weight_decay), config.learning_rate)
+    optimizer = _adamw(_parameter_groups(model, config, head), config.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
         _lr_lambda(config.scheduler, int(config.warmup_ratio * total_updates), total_updates),
@@ -374,7 +396,7 @@ def train_classifier(
         # Through the prepared loader: accelerate's loader re-sets its sampler's epoch to
         # its own iteration counter (0 in a resumed run) at the start of every pass.
         train_loader_p.set_epoch(epoch)
-        torch.manual_seed(config.seed * 1000 + epoch)
+        _seed_epoch(config.seed, epoch)
         record = _train_epoch(model_p, forward, train_loader_p, optimizer_p, scheduler_p,
                               loss_fn, accelerator, config, epoch, show, description)
         if eval_loader_p is not None:
@@ -412,6 +434,16 @@ def train_classifier(
     unwrapped.eval()
     accelerator.free_memory()
     return result
+
+
+def _seed_epoch(seed: int, epoch: int) -> None:
+    """Re-seed every RNG a training step may draw from (torch: dropout; Python ``random``:
+    timm's crop/flip augmentation; numpy), so epoch ``epoch`` of a resumed run draws the
+    same numbers as in an uninterrupted one."""
+    value = seed * 1000 + epoch
+    torch.manual_seed(value)
+    random.seed(value)
+    np.random.seed(value % 2**32)
 
 
 def _describe(description: str, record: EpochRecord) -> str:

@@ -244,3 +244,33 @@ def test_runs_with_different_mixed_precision_follow_each_other() -> None:
     _, again = _fit(mixed_precision="bf16")
     assert len(bf16.history) == len(full.history) == len(again.history) == 2
     assert [r.train_loss for r in bf16.history] == [r.train_loss for r in again.history]
+
+
+def test_head_learning_rate_applies_only_to_the_head(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[list[tuple[int, float, float]]] = []
+    make = training._adamw
+
+    def spy(groups, learning_rate):
+        seen.append([(len(g["params"]), g["lr"], g["weight_decay"]) for g in groups])
+        return make(groups, learning_rate)
+
+    monkeypatch.setattr(training, "_adamw", spy)
+    model = nn.Sequential(nn.Linear(N_FEATURES, 6), nn.ReLU(), nn.Linear(6, N_CLASSES))
+    train_classifier(
+        model, _forward, TRAIN, collate_train=_collate, collate_eval=_collate,
+        train_labels=[r["label"] for r in TRAIN], n_classes=N_CLASSES, head=model[2],
+        config=TrainingConfig(epochs=1, batch_size=4, learning_rate=0.01,
+                              head_learning_rate=0.1, weight_decay=0.05, progress=False),
+    )
+    # (parameters, lr, weight decay): body bias, body weight, head bias, head weight.
+    assert sorted(seen[0]) == sorted([(1, 0.01, 0.0), (1, 0.01, 0.05),
+                                      (1, 0.1, 0.0), (1, 0.1, 0.05)])
+    # Without head_learning_rate every parameter shares the one learning rate.
+    model, _ = _fit(nn.Sequential(nn.Linear(N_FEATURES, N_CLASSES)))
+    assert {lr for _, lr, _ in seen[-1]} == {0.05}
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, "fast"])
+def test_invalid_head_learning_rate_is_named(value) -> None:
+    with pytest.raises(ConfigError, match="head_learning_rate"):
+        TrainingConfig(head_learning_rate=value)
