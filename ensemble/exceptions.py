@@ -26,6 +26,7 @@ __all__ = [
     "LeakageError",
     "ModalityError",
     "NotFittedError",
+    "OutputError",
     "UnknownNameError",
 ]
 
@@ -80,6 +81,10 @@ class CheckpointNotFoundError(EnsembleError, FileNotFoundError):
 
 class ArtifactError(EnsembleError, OSError):
     """A saved artifact is missing, incomplete, tampered with or from an unknown format."""
+
+
+class OutputError(EnsembleError, OSError):
+    """An output location cannot be written: read-only, no permission, or no space left."""
 
 
 class DependencyError(EnsembleError, ImportError):

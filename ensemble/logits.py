@@ -275,6 +275,8 @@ class LogitSet:
         index = np.asarray(rows)
         if index.dtype == bool:
             index = np.flatnonzero(index)
+        elif index.size == 0:
+            index = index.astype(np.intp)  # [] is float64 to numpy, not an index
         return self._derive(
             logits={m: a[index] for m, a in self.logits.items()},
             ids=np.asarray(self.ids)[index],

@@ -29,7 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from ._io import atomic_directory, library_versions, read_json, sha256_file, write_json
+from ._io import (
+    atomic_directory,
+    ensure_writable,
+    library_versions,
+    read_json,
+    sha256_file,
+    write_json,
+)
 from .exceptions import ArtifactError, ConfigError, DataError
 from .recipe import (
     DATA_SOURCES,
@@ -203,7 +210,9 @@ class Pipeline:
         """Run every stage up to and including ``until`` (one of :data:`STAGES`)."""
         if until not in STAGES:
             raise ConfigError(f"unknown stage {until!r}; choose one of {list(STAGES)!r}.")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        # Before any data loading or fine-tuning: an unwritable or full run directory fails
+        # here (OutputError), not at the first save hours later.
+        ensure_writable(self.run_dir)
         write_json(self.run_dir / "recipe.json", self.recipe.to_dict())
         result = PipelineResult(self.run_dir)
         steps: dict[str, Callable[[PipelineResult], None]] = {

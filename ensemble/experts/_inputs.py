@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +26,28 @@ def to_rgb_image(value: Any, ident: str) -> Image.Image:
     converted. Anything unreadable raises :class:`InvalidImageError` naming ``ident``.
     """
     image = _open_image(value, ident)
+    what = _describe(value, ident)
     width, height = image.size
     if width < 1 or height < 1:
-        raise InvalidImageError(f"image of example {ident!r} is empty ({width}x{height}).")
+        raise InvalidImageError(f"{what} is empty ({width}x{height}).")
     if width * height > MAX_IMAGE_PIXELS:
         raise InvalidImageError(
-            f"image of example {ident!r} is {width}x{height}, above the limit of "
-            f"{MAX_IMAGE_PIXELS} pixels; downscale it before prediction."
+            f"{what} is {width}x{height}, above the limit of {MAX_IMAGE_PIXELS} pixels; "
+            "downscale it before prediction."
         )
     try:
         return _as_rgb(image)
     except (OSError, ValueError) as err:
-        raise InvalidImageError(
-            f"image of example {ident!r} (mode {image.mode}) cannot be decoded: {err}"
-        ) from err
+        raise InvalidImageError(f"{what} (mode {image.mode}) cannot be decoded: {err}") from err
+
+
+def _describe(value: Any, ident: str) -> str:
+    """``image of example 'x'``, naming the file too when the image came from one."""
+    if isinstance(value, dict) and not value.get("bytes") and value.get("path"):
+        value = value["path"]
+    if isinstance(value, (str, os.PathLike)):
+        return f"image file {str(value)!r} of example {ident!r}"
+    return f"image of example {ident!r}"
 
 
 def _open_image(value: Any, ident: str) -> Image.Image:
@@ -73,14 +82,17 @@ def _open_image(value: Any, ident: str) -> Image.Image:
             "path, encoded bytes or an array."
         )
     try:
-        image = Image.open(source)
+        with warnings.catch_warnings():
+            # PIL warns above its own limit; ours is lower and refuses with an error below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(source)
         if image.width * image.height <= MAX_IMAGE_PIXELS:  # else refused without decoding
             image.load()
     except Image.DecompressionBombError as err:
-        raise InvalidImageError(f"image of example {ident!r} is too large: {err}") from err
+        raise InvalidImageError(f"{_describe(value, ident)} is too large: {err}") from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise InvalidImageError(
-            f"image of example {ident!r} cannot be read ({err}); the file is corrupt, "
+            f"{_describe(value, ident)} cannot be read ({err}); the file is corrupt, "
             "truncated or not an image."
         ) from err
     return image

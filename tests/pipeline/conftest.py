@@ -2,35 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _cli_runner import FAST, REPO, SYNTHETIC, cli_env, run_cli
 
-REPO = Path(__file__).resolve().parents[2]
-SYNTHETIC = REPO / "recipes" / "synthetic.yaml"
-#: Fewer bootstrap resamples keep the report fast; everything else is the recipe as shipped.
-FAST = ["--set", "evaluation.bootstrap=50"]
-
-
-def cli_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false", PYTHONWARNINGS="ignore")
-    return env
-
-
-def run_cli(*args: str, cwd: Path | None = None, check: bool = True,
-            timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """``python -m ensemble ARGS`` in a fresh process."""
-    result = subprocess.run([sys.executable, "-m", "ensemble", *args], cwd=cwd or REPO,
-                            env=cli_env(), capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"ensemble {' '.join(args)} exited {result.returncode}:\n"
-                             f"{result.stdout}\n{result.stderr}")
-    return result
+__all__ = ["FAST", "REPO", "SYNTHETIC", "cli_env", "run_cli"]
 
 
 @pytest.fixture(scope="session")
