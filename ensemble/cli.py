@@ -2,6 +2,7 @@
 
     ensemble run recipes/quickstart.yaml                 # every stage, skipping finished ones
     ensemble finetune|logits|fuse|evaluate RECIPE.yaml   # stop after that stage
+    ensemble evaluate --bundle runs/quickstart/bundle --data data/pets.csv   # a saved bundle
     ensemble predict runs/quickstart/bundle --image cat.png --text "a cat"   # JSON out
 
 Errors a user can fix print one line on stderr and exit non-zero (see :data:`EXIT_CODES`);
@@ -25,6 +26,7 @@ from .exceptions import (
     DependencyError,
     EnsembleError,
     ModalityError,
+    OutputError,
     UnknownNameError,
 )
 
@@ -39,6 +41,7 @@ EXIT_CODES: dict[type[BaseException], int] = {
     ModalityError: 4,
     CheckpointNotFoundError: 5,
     DependencyError: 5,
+    OutputError: 6,
     EnsembleError: 1,
 }
 INTERRUPTED = 130
@@ -47,7 +50,8 @@ _STAGE_COMMANDS = {
     "finetune": "fine-tune each expert on the train split (resumes an interrupted run)",
     "logits": "... then cache every expert's logits on the fit and test splits",
     "fuse": "... then fit every combiner on the fit split's logits",
-    "evaluate": "... then write report.md, metrics.json and plots for the test split",
+    "evaluate": "... then write report.md, metrics.json and plots for the test split (or, "
+                "with --bundle, score a saved bundle on --data)",
     "run": "every stage, including the predictor bundle (skips up-to-date stages)",
 }
 
@@ -56,8 +60,9 @@ def _exit_code(error: BaseException) -> int:
     return next(code for kind, code in EXIT_CODES.items() if isinstance(error, kind))
 
 
-def _add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", help="path of a recipe YAML file (see recipes/)")
+def _add_recipe_arguments(parser: argparse.ArgumentParser, *, optional: bool = False) -> None:
+    parser.add_argument("recipe", nargs="?" if optional else None,
+                        help="path of a recipe YAML file (see recipes/)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE",
                         help="override a recipe value, e.g. experts.image.training.epochs=1 "
@@ -77,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Late-fusion ensembles: fine-tune one expert per modality, cache their "
                     "logits, fit combiners, evaluate, predict.",
         epilog="Exit codes: 0 ok, 1 other error, 2 bad recipe/arguments, 3 damaged artifact, "
-               "4 bad data/inputs, 5 missing checkpoint/dependency, 130 interrupted.",
+               "4 bad data/inputs, 5 missing checkpoint/dependency, 6 cannot write output, "
+               "130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"ensemble {__version__}")
     quiet = argparse.ArgumentParser(add_help=False)
@@ -86,8 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help_text in _STAGE_COMMANDS.items():
         sub = commands.add_parser(name, parents=[quiet], help=help_text, description=help_text)
-        _add_recipe_arguments(sub)
+        _add_recipe_arguments(sub, optional=name == "evaluate")
         sub.set_defaults(handler=_stage_handler(name))
+        if name == "evaluate":
+            _add_bundle_evaluation_arguments(sub)
     predict = commands.add_parser(
         "predict", parents=[quiet], help="predict with a saved bundle; prints JSON",
         description="Predict with a bundle written by `ensemble run` (runs/<name>/bundle). "
@@ -103,11 +111,113 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_bundle_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.usage = ("ensemble evaluate RECIPE [--set KEY=VALUE] [--run-dir DIR] [--force] [-q]\n"
+                    "       ensemble evaluate --bundle DIR --data PATH_OR_NAME [--split SPLIT] "
+                    "[--out DIR] [column options] [-q]")
+    group = parser.add_argument_group(
+        "evaluate a saved bundle (instead of a RECIPE)",
+        "Score a bundle from `ensemble run` on a labelled dataset read by "
+        "ensemble.data.load_multimodal; writes report.md, metrics.json and plots/.")
+    group.add_argument("--bundle", metavar="DIR", help="bundle directory (runs/<name>/bundle)")
+    group.add_argument("--data", metavar="PATH_OR_NAME",
+                       help="dataset: a csv/json/parquet file, a folder, a saved dataset or a "
+                            "Hub name")
+    group.add_argument("--split", default="test", help="split to score (default: test)")
+    group.add_argument("--out", metavar="DIR",
+                       help="report folder (default: <bundle>-report-<split> next to the "
+                            "bundle); replaced as a whole")
+    for role in ("image", "text", "label", "id"):
+        default = "none: ids from a content hash" if role == "id" else role
+        group.add_argument(f"--{role}-column", metavar="NAME",
+                           help=f"column holding the {role} (default: {default})")
+    group.add_argument("--image-root", metavar="DIR",
+                       help="folder that relative image paths are resolved against")
+    group.add_argument("--data-option", dest="data_options", action="append", default=[],
+                       metavar="KEY=VALUE",
+                       help="another load_multimodal option, e.g. data_files={test: t.csv} or "
+                            "column_names=[file,text,label] (repeatable; values are YAML)")
+    group.add_argument("--bootstrap", type=int, metavar="N",
+                       help="bootstrap resamples for the intervals (default: the bundle "
+                            "recipe's, else 1000)")
+    group.add_argument("--batch-size", type=int, default=None)
+
+
+def _evaluate_bundle(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .data import load_multimodal
+    from .report import leaderboard_table, write_predictor_report
+
+    if args.recipe is not None or args.overrides or args.run_dir or args.force:
+        raise ConfigError("give either a RECIPE (with --set/--run-dir/--force) or --bundle "
+                          "DIR --data PATH, not both.")
+    if not args.data:
+        raise ConfigError("--bundle needs --data PATH_OR_NAME: the labelled dataset to score.")
+    if args.bootstrap is not None and args.bootstrap < 0:
+        raise ConfigError(f"--bootstrap must be >= 0, got {args.bootstrap}.")
+    options = _key_values(args.data_options, "--data-option")
+    for role in ("image", "text", "label", "id"):
+        value = getattr(args, f"{role}_column")
+        if value is not None:
+            options[f"{role}_column"] = value
+    if args.image_root is not None:
+        options["image_root"] = args.image_root
+    predictor = _load_predictor(args.bundle, args)
+    dataset = load_multimodal(args.data, **options)
+    if args.split not in dataset:
+        raise DataError(f"{args.data!r} has no split {args.split!r} (splits: "
+                        f"{sorted(dataset)!r}); pass --split.")
+    bundle = Path(args.bundle).resolve()
+    out = Path(args.out) if args.out else bundle.parent / f"{bundle.name}-report-{args.split}"
+    settings = {"bootstrap": args.bootstrap} if args.bootstrap is not None else {}
+    result = write_predictor_report(
+        out, predictor, dataset[args.split], settings=settings,
+        title=f"{bundle.name} on {args.data}: {args.split} split")
+    print(leaderboard_table(result))
+    if not args.quiet:
+        print(f"report: {out / 'report.md'}", file=sys.stderr)
+    return 0
+
+
+def _key_values(pairs: Sequence[str], flag: str) -> dict[str, Any]:
+    """``KEY=VALUE`` strings as a mapping; values are parsed as YAML."""
+    import yaml
+
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} expects KEY=VALUE (e.g. data_files={{test: t.csv}}), "
+                              f"got {pair!r}.")
+        try:
+            result[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{flag} {pair!r}: the value is not valid YAML ({err}).") from err
+    return result
+
+
+def _load_predictor(bundle: str, args: argparse.Namespace) -> Any:
+    from .predictor import FusionPredictor
+
+    predictor = FusionPredictor.load(bundle, progress=not args.quiet)
+    if args.batch_size is not None:
+        if args.batch_size < 1:
+            raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}.")
+        predictor.batch_size = args.batch_size
+    return predictor
+
+
 def _stage_handler(command: str) -> Callable[[argparse.Namespace], int]:
     def handler(args: argparse.Namespace) -> int:
         from .pipeline import Pipeline
         from .recipe import load_recipe
 
+        if command == "evaluate" and args.bundle is not None:
+            return _evaluate_bundle(args)
+        if args.recipe is None:  # only `evaluate` makes RECIPE optional
+            raise ConfigError("give a RECIPE, or --bundle DIR --data PATH to score a saved "
+                              "bundle.")
         recipe = load_recipe(args.recipe, args.overrides)
         pipeline = Pipeline(recipe, run_dir=args.run_dir, force=args.force, quiet=args.quiet)
         result = pipeline.run(until="bundle" if command == "run" else command)
@@ -139,13 +249,7 @@ def _pairs(images: list[str], texts: list[str]) -> tuple[list[str | None], list[
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .predictor import FusionPredictor
-
-    predictor = FusionPredictor.load(args.bundle, progress=not args.quiet)
-    if args.batch_size is not None:
-        if args.batch_size < 1:
-            raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}.")
-        predictor.batch_size = args.batch_size
+    predictor = _load_predictor(args.bundle, args)
     images, texts = _pairs(args.image, args.text)
     for path in images:
         if path is not None and not os.path.isfile(path):

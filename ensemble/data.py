@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import shutil
+import string
 import subprocess
 import tarfile
 import tempfile
@@ -169,6 +170,10 @@ def load_multimodal(
     class_names: Sequence[str] | None = None,
     data_files: str | Sequence[str] | Mapping[str, str | Sequence[str]] | None = None,
     image_root: str | os.PathLike[str] | None = None,
+    column_names: Sequence[str] | None = None,
+    image_path_template: str | None = None,
+    validation_size: float | int | None = None,
+    split_seed: int = 0,
     **load_kwargs: Any,
 ) -> Any:
     """Load a multimodal dataset and normalise it to ``id``, ``image``, ``text``, ``label``.
@@ -188,6 +193,20 @@ def load_multimodal(
       digits of sha256(text, image bytes); exact duplicates get ``~1``, ``~2``, ... suffixes
       in split order. Ids must be unique across all splits.
     * ``None`` marks a missing image or text (a missing modality); empty text is an error.
+
+    Options for common layouts (each independent of the others):
+
+    * ``column_names`` – the column names of csv / tsv files that have no header row (the
+      first row is data); every file must have exactly that many columns.
+    * ``image_path_template`` – builds each image path from the row with ``str.format``:
+      ``{split}`` is the split name and ``{<column>}`` the value of a source column
+      (a ``ClassLabel`` gives its name), e.g. ``"images/{split}/{label}/{file}"``. The
+      result replaces the image column and is resolved like any relative path; a
+      ``None`` image stays missing.
+    * ``validation_size`` – when the data has ``train`` but no ``validation`` split, carve
+      one out of ``train``: a fraction in (0, 1) or a number of rows, stratified by label,
+      seeded by ``split_seed``; both keep their original row order. Ids are computed
+      before the split, so they do not depend on it.
 
     Other columns are kept after the four standard ones.
 
@@ -212,13 +231,18 @@ def load_multimodal(
             f"got {mapping}."
         )
     names = _check_class_names(class_names) if class_names is not None else None
+    fields = _template_fields(image_path_template) if image_path_template is not None else []
+    _check_validation_size(validation_size, split_seed)
 
     in_memory = isinstance(path_or_name, (DatasetDict, Dataset))
-    if in_memory and (data_files is not None or load_kwargs):
+    if in_memory and (data_files is not None or load_kwargs or column_names is not None):
+        given = sorted(load_kwargs) or ["data_files" if data_files is not None else "column_names"]
         raise ConfigError(
-            "data_files and load_dataset options only apply when loading from a path or name, "
-            f"not to an in-memory dataset (got {sorted(load_kwargs) or ['data_files']})."
+            "data_files, column_names and load_dataset options only apply when loading from a "
+            f"path or name, not to an in-memory dataset (got {given})."
         )
+    if column_names is not None:
+        load_kwargs = _headerless_csv(column_names, path_or_name, data_files, load_kwargs)
     if isinstance(path_or_name, DatasetDict):
         dsd, base_dir = path_or_name, None
     elif isinstance(path_or_name, Dataset):
@@ -235,6 +259,8 @@ def load_multimodal(
     if len(dsd) == 0:
         raise DataError(f"{path_or_name!r} has no splits; it must hold at least one split.")
     base_dir = base_dir or Path.cwd()
+    if column_names is not None:
+        _check_column_count(dsd, list(column_names))
 
     # 1. the columns exist and nothing collides with the standard names
     for split, dset in dsd.items():
@@ -250,6 +276,10 @@ def load_multimodal(
                     f"Split {split!r} already has a column {target!r} that is not mapped; pass "
                     f"{target}_column={target!r} to use it, or remove/rename it first."
                 )
+    if image_path_template is not None:
+        dsd = {split: _template_image_paths(dset, split, image_path_template, fields,
+                                            image_column)
+               for split, dset in dsd.items()}
     renamed = {split: dset.rename_columns({s: t for t, s in mapping.items() if s != t})
                for split, dset in dsd.items()}
 
@@ -282,7 +312,185 @@ def load_multimodal(
         dset = dset.add_column("id", ids[split], feature=Value("string"))
         extras = [c for c in dset.column_names if c not in STANDARD_COLUMNS]
         out[split] = dset.select_columns([*STANDARD_COLUMNS, *extras])
+    if validation_size is not None:
+        out = _carve_validation(out, validation_size, split_seed)
     return DatasetDict(out)
+
+
+def _headerless_csv(
+    column_names: Any, path_or_name: Any, data_files: Any, load_kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """``load_kwargs`` plus the csv reader options for files without a header row."""
+    if isinstance(column_names, str) or not isinstance(column_names, Sequence):
+        raise ConfigError(
+            f"column_names must be a list of strings, got {column_names!r}; e.g. "
+            "column_names=['file', 'text', 'label']."
+        )
+    columns = list(column_names)
+    if not columns or not all(isinstance(c, str) and c for c in columns):
+        raise ConfigError(f"column_names must be non-empty strings, got {columns!r}.")
+    if len(set(columns)) != len(columns):
+        raise ConfigError(f"column_names has repeated names: {columns!r}.")
+    clashing = sorted({"names", "column_names", "header"} & set(load_kwargs))
+    if clashing:
+        raise ConfigError(
+            f"column_names already sets the csv reader's {clashing}; drop those options."
+        )
+    name = os.fspath(path_or_name) if isinstance(path_or_name, (str, os.PathLike)) else ""
+    first = _first_data_file(data_files) if data_files is not None else None
+    source = first if first is not None else name
+    builders = {name if name in _EXTENSION_BUILDERS.values() else None,
+                _EXTENSION_BUILDERS.get(Path(source).suffix.lower())} - {None}
+    if builders - {"csv"}:
+        raise ConfigError(
+            f"column_names only applies to csv / tsv files without a header row, not to "
+            f"{source!r}; map its named columns with image_column= / text_column= / "
+            "label_column= instead."
+        )
+    # ``names`` + ``header=None``: datasets' own ``column_names`` is ignored for directories.
+    return {**load_kwargs, "names": columns, "header": None}
+
+
+def _check_column_count(dsd: Any, columns: list[str]) -> None:
+    for split, dset in dsd.items():
+        if dset.column_names != columns:
+            raise DataError(
+                f"Split {split!r} was read with the columns {dset.column_names} instead of "
+                f"column_names={columns}; the file has more columns than names. Name every "
+                f"column (one name per comma-separated field)."
+            )
+
+
+def _template_fields(template: Any) -> list[str]:
+    """The placeholder names of ``image_path_template`` (``split`` or column names)."""
+    if not isinstance(template, str) or not template.strip():
+        raise ConfigError(
+            f"image_path_template must be a non-empty string, got {template!r}; e.g. "
+            "'images/{split}/{label}/{file}'."
+        )
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as err:
+        raise ConfigError(
+            f"image_path_template {template!r} is not a valid format string ({err}); write "
+            "placeholders as {column} and literal braces as {{ }}."
+        ) from err
+    fields: list[str] = []
+    for _, name, _, _ in parsed:
+        if name is None:
+            continue
+        if not name or name.isdigit() or any(c in name for c in ".[]"):
+            raise ConfigError(
+                f"image_path_template {template!r}: placeholder {{{name}}} must name a column "
+                "or {split}, e.g. 'images/{split}/{label}/{file}'."
+            )
+        fields.append(name)
+    if not fields:
+        raise ConfigError(
+            f"image_path_template {template!r} has no placeholder, so every row would get "
+            "the same image; use image_root= for a fixed folder instead."
+        )
+    return fields
+
+
+def _template_image_paths(
+    dset: Any, split: str, template: str, fields: list[str], image_column: str
+) -> Any:
+    """Replace ``image_column`` by ``template`` formatted with each row's values."""
+    from datasets import ClassLabel, Value
+
+    if not isinstance(dset.features[image_column], Value):
+        raise ConfigError(
+            f"image_path_template needs file names in column {image_column!r}, but split "
+            f"{split!r} holds {dset.features[image_column]}; drop image_path_template."
+        )
+    columns = list(dict.fromkeys([image_column, *(f for f in fields if f != "split")]))
+    missing = [c for c in columns if c not in dset.column_names]
+    if missing:
+        raise DataError(
+            f"image_path_template {template!r} uses column {missing[0]!r}, which split "
+            f"{split!r} does not have; available columns: {dset.column_names} (and {{split}})."
+        )
+    values = {}
+    for column in columns:
+        raw = dset.with_format("arrow")[column].to_pylist()
+        feature = dset.features[column]
+        if isinstance(feature, ClassLabel):
+            raw = [None if v is None or v < 0 else feature.int2str(v) for v in raw]
+        values[column] = raw
+    where = _row_namer(split, None)
+    paths: list[str | None] = []
+    for row in range(dset.num_rows):
+        if values[image_column][row] is None:
+            paths.append(None)
+            continue
+        record = {column: values[column][row] for column in columns}
+        empty = [c for c in columns if record[c] is None]
+        if empty:
+            raise DataError(
+                f"{where(row)} has no value in column {empty[0]!r}, which image_path_template "
+                f"{template!r} needs; fill it in, or set the image to None (missing)."
+            )
+        try:
+            paths.append(template.format_map({**record, "split": split}))
+        except (ValueError, TypeError) as err:
+            raise ConfigError(
+                f"image_path_template {template!r} does not fit {where(row)} ({err}); check "
+                f"the format specs against the column types."
+            ) from err
+    return dset.remove_columns([image_column]).add_column(
+        image_column, paths, feature=Value("string")
+    )
+
+
+def _check_validation_size(size: Any, seed: Any) -> None:
+    if size is not None:
+        fraction = isinstance(size, float) and 0.0 < size < 1.0
+        count = isinstance(size, int) and not isinstance(size, bool) and size >= 1
+        if not (fraction or count):
+            raise ConfigError(
+                f"validation_size must be a fraction in (0, 1) or a number of rows >= 1, got "
+                f"{size!r}; e.g. validation_size=0.1."
+            )
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"split_seed must be a non-negative integer, got {seed!r}.")
+
+
+def _carve_validation(splits: dict[str, Any], size: float, seed: int) -> dict[str, Any]:
+    """``splits`` with a stratified ``validation`` split taken out of ``train``."""
+    from sklearn.model_selection import train_test_split
+
+    if "validation" in splits:
+        raise ConfigError(
+            "validation_size was given but the data already has a 'validation' split; drop "
+            "validation_size (or the split)."
+        )
+    if "train" not in splits:
+        raise DataError(
+            f"validation_size carves the validation split out of 'train', but the splits are "
+            f"{sorted(splits)}; name the training split 'train' (e.g. data_files={{'train': "
+            "...}})."
+        )
+    train = splits["train"]
+    labels = np.asarray(train.with_format("arrow")["label"].to_pylist())
+    try:
+        keep, held = train_test_split(np.arange(train.num_rows), test_size=size,
+                                      stratify=labels, random_state=seed)
+    except ValueError as err:
+        raise DataError(
+            f"cannot carve a stratified validation split (validation_size={size!r}) out of "
+            f"{train.num_rows} train rows with {len(np.unique(labels))} classes: {err}. Every "
+            "class needs 2+ train rows and the validation split one row per class; raise "
+            "validation_size or provide a validation split."
+        ) from err
+    out: dict[str, Any] = {}
+    for split, dset in splits.items():
+        if split == "train":
+            out["train"] = dset.select(np.sort(keep))
+            out["validation"] = dset.select(np.sort(held))
+        else:
+            out[split] = dset
+    return out
 
 
 def _load_source(

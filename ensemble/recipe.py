@@ -69,8 +69,11 @@ DATA_SOURCES: dict[str, str] = {
     "multimodal": "load_multimodal",
 }
 
-#: Loader options that hold local paths (resolved against the recipe's folder).
-_PATH_OPTIONS = ("path_or_name", "data_files", "image_root", "cache_dir", "tarball")
+#: Loader options that hold local paths (checked for ``..``; see :func:`_resolve_data_paths`).
+_PATH_OPTIONS = ("path_or_name", "data_files", "image_root", "image_path_template", "cache_dir",
+                 "tarball")
+#: Path options that stay relative: to the dataset folder, or to ``image_root``.
+_RELATIVE_OPTIONS = ("data_files", "image_path_template")
 
 
 def _expert_class(modality: str) -> type:
@@ -123,8 +126,9 @@ class DataConfig:
 
     ``source`` names a loader in :data:`DATA_SOURCES`; ``options`` are its keyword
     arguments (for ``multimodal``: ``path_or_name``, ``image_column``, ``text_column``,
-    ``label_column``, ``data_files``, ...). Relative local paths are resolved against the
-    working directory and may not contain ``..``. Combiners are fitted on ``fit_split`` and the
+    ``label_column``, ``data_files``, ``column_names``, ``image_path_template``,
+    ``validation_size``, ...). Relative local paths are resolved against the working
+    directory and may not contain ``..``. Combiners are fitted on ``fit_split`` and the
     report is computed on ``test_split``; experts train on ``train_split``.
     """
 
@@ -403,7 +407,10 @@ def _validate(recipe: Recipe) -> None:
     _check_kwargs(_load_data_source(loader), recipe.data.options, "data.options")
     if not recipe.experts:
         raise ConfigError("experts is empty; give at least one expert (e.g. experts.image).")
+    for key in ("train_split", "fit_split", "test_split"):
+        _check_plain(f"data.{key}", getattr(recipe.data, key))
     for name, expert in recipe.experts.items():
+        _check_plain(f"experts.{name}", name, what="expert name")
         expert.modality = expert.modality or name
         if expert.modality not in EXPERT_TYPES:
             raise _unknown(f"experts.{name}.modality", expert.modality, list(EXPERT_TYPES))
@@ -445,7 +452,21 @@ def _validate(recipe: Recipe) -> None:
     if recipe.logits_batch_size < 1 or recipe.bundle.batch_size < 1:
         raise ConfigError("logits_batch_size and bundle.batch_size must be positive integers.")
     _check_relative("run_dir", recipe.run_dir)
+    if recipe.run_dir and (Path(recipe.run_dir).is_absolute() or recipe.run_dir.startswith("~")):
+        raise ConfigError(
+            f"run_dir {recipe.run_dir!r} is absolute; a recipe writes only below the working "
+            "directory. Pass --run-dir (or Pipeline(run_dir=...)) to write elsewhere."
+        )
     _resolve_data_paths(recipe)
+
+
+def _check_plain(key: str, value: str, *, what: str = "name") -> None:
+    """Names that become folder names (experts, splits) may not leave their folder."""
+    if not value or value.startswith(".") or any(c in value for c in "/\\:"):
+        raise ConfigError(
+            f"{key}: {value!r} is not a plain {what}; it becomes a folder name under the run "
+            "directory, so use letters, digits, '-' or '_' (no '/', '\\', ':' or leading '.')."
+        )
 
 
 def _check_relative(key: str, value: str) -> None:
@@ -458,13 +479,14 @@ def _resolve_data_paths(recipe: Recipe) -> None:
 
     ``path_or_name``, ``image_root``, ``cache_dir`` and ``tarball`` are made absolute against
     the working directory when they exist there (a Hub name such as ``user/dataset`` is kept);
-    ``data_files`` stay relative to the dataset folder they are read from.
+    ``data_files`` stay relative to the dataset folder they are read from, and
+    ``image_path_template`` to ``image_root`` (or that folder).
     """
     for name in _PATH_OPTIONS:
         value = recipe.data.options.get(name)
         for item in _strings(value):
             _check_relative(f"data.options.{name}", item)
-        if isinstance(value, str) and name != "data_files":
+        if isinstance(value, str) and name not in _RELATIVE_OPTIONS:
             recipe.data.options[name] = _absolute_if_local(value)
 
 

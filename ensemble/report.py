@@ -9,6 +9,10 @@ right") bound on one labelled :class:`~ensemble.logits.LogitSet` and writes
   the others), per-class precision/recall/F1 of the best combiner and the plots;
 * ``plots/*.png`` – reliability diagrams, the best combiner's confusion matrix and the
   gate weights by class (when a combiner has gate weights).
+
+:func:`write_predictor_report` does the same for a saved
+:class:`~ensemble.predictor.FusionPredictor` on a labelled dataset (``ensemble evaluate
+--bundle``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 
 from . import metrics
 from ._io import atomic_directory, atomic_write_text, write_json
+from .exceptions import ConfigError
 
 __all__ = [
     "REPORT_VERSION",
@@ -32,6 +37,7 @@ __all__ = [
     "render_markdown",
     "score_models",
     "softmax",
+    "write_predictor_report",
     "write_report",
 ]
 
@@ -231,6 +237,66 @@ def write_report(
         write_json(tmp / "metrics.json", result)
         atomic_write_text(tmp / "report.md", render_markdown(result))
     return result
+
+
+def write_predictor_report(
+    directory: str | Path,
+    predictor: Any,
+    dataset: Any,
+    *,
+    label_column: str = "label",
+    settings: Mapping[str, Any] | None = None,
+    title: str = "ensemble report",
+) -> dict[str, Any]:
+    """Score a :class:`~ensemble.predictor.FusionPredictor` on a labelled ``datasets.Dataset``
+    and write the report folder (see :func:`write_report`); returns ``metrics.json``.
+
+    The experts' logits go through the predictor itself (its batch size and precision), so
+    the combiner's and experts' numbers equal :meth:`FusionPredictor.evaluate`. The combiner
+    is named by the bundle's ``combiner_label`` (else its registry name). Report settings are
+    the bundle recipe's ``evaluation`` section (else the defaults), updated with
+    ``settings`` (:class:`~ensemble.recipe.EvaluationConfig` fields). ``directory`` is
+    replaced as a whole, so it must be new, empty or an earlier report.
+
+    Example:
+        >>> predictor = FusionPredictor.load("runs/quickstart/bundle")  # doctest: +SKIP
+        >>> write_predictor_report("eval", predictor, ds["test"])["best_combiner"]  # doctest: +SKIP
+        'stacking'
+    """
+    import dataclasses
+
+    from .predictor import _label_indices
+    from .recipe import EvaluationConfig
+
+    _check_report_directory(Path(directory))
+    resolved = predictor.config if isinstance(predictor.config, Mapping) else {}
+    recipe = resolved.get("recipe") if isinstance(resolved.get("recipe"), Mapping) else {}
+    fields = {f.name for f in dataclasses.fields(EvaluationConfig)}
+    given = {**(recipe.get("evaluation") or {}), **(settings or {})}
+    unknown = sorted(set(settings or {}) - fields)
+    if unknown:
+        raise ConfigError(f"unknown report settings {unknown}; known: {sorted(fields)}.")
+    config = EvaluationConfig(**{k: v for k, v in given.items() if k in fields})
+    logits = predictor._dataset_logit_set(dataset)
+    labels = _label_indices(dataset, label_column, predictor.class_names)
+    combiner = predictor.combiner
+    label = str(resolved.get("combiner_label") or getattr(combiner, "registry_name", "")
+                or type(combiner).__name__)
+    fit_split = str((recipe.get("data") or {}).get("fit_split") or "unknown")
+    return write_report(directory, logits, labels, {label: combiner}, config=config,
+                        title=title, fit_split=fit_split)
+
+
+def _check_report_directory(directory: Path) -> None:
+    """Refuse to replace a folder that is not a report (the working directory, a bundle...)."""
+    if directory.is_file():
+        raise ConfigError(f"{directory} is a file; give a folder for the report.")
+    if (directory.is_dir() and any(directory.iterdir())
+            and not (directory / "metrics.json").is_file()):
+        raise ConfigError(
+            f"{directory} already holds files and is not an earlier report; the report "
+            "replaces its folder as a whole, so give a new or empty folder."
+        )
 
 
 # -- rendering -----------------------------------------------------------------------------

@@ -405,6 +405,130 @@ def test_missing_local_path_fails_fast(tmp_path: Path) -> None:
         load_multimodal("./no/such/dir")
 
 
+def _headerless(path: Path, rows: list[list[str]]) -> None:
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(rows)
+
+
+def test_column_names_reads_csv_files_without_a_header(image_dir: Path) -> None:
+    _headerless(image_dir / "texts" / "train.csv",
+                [["0.png", "first, with a comma", "x"], ["1.png", "second", "y"]])
+    _headerless(image_dir / "texts" / "test.csv", [["2.png", "third", "y"]])
+    options = dict(data_files={"train": "texts/train.csv", "test": "texts/test.csv"},
+                   column_names=["file", "title", "kind"], image_column="file",
+                   text_column="title", label_column="kind", image_root=image_dir / "imgs",
+                   **_hf_cache(image_dir))
+    ds = load_multimodal(image_dir, **options)
+    assert ds["train"]["text"] == ["first, with a comma", "second"]  # row 1 is data
+    assert ds["test"][0]["image"].getpixel((0, 0)) == (80, 0, 0)
+    assert class_names(ds) == ["x", "y"]
+    with pytest.raises(DataError, match="more columns than names"):
+        load_multimodal(image_dir, **{**options, "column_names": ["title", "kind"],
+                                      "image_column": "title", "text_column": "kind",
+                                      "label_column": "kind2"})
+    with pytest.raises(ConfigError, match="csv / tsv"):
+        load_multimodal(image_dir / "data.jsonl", column_names=["a", "b", "c"])
+    with pytest.raises(ConfigError, match="header"):
+        load_multimodal(image_dir, **options, header=0)
+    with pytest.raises(ConfigError, match="repeated"):
+        load_multimodal(image_dir, **{**options, "column_names": ["a", "a", "b"]})
+    with pytest.raises(ConfigError, match="in-memory"):
+        load_multimodal(_in_memory(), column_names=["a", "b", "c"])
+
+
+def _files_by_label(root: Path) -> DatasetDict:
+    """Rows naming a file; the files live in ``root/<split>/<label>/<file>``."""
+    colours = {"train": (10, 0, 0), "test": (0, 0, 90)}
+    splits = {}
+    for split, colour in colours.items():
+        for label in ("cat", "dog"):
+            _png(root / split / label / "a.png", colour)
+        splits[split] = Dataset.from_dict(
+            {"file": ["a.png", "a.png", None], "n": [1, 2, 3],
+             "text": [f"{split} {w}" for w in "stu"], "label": [0, 1, 1]},
+            features=Features({"file": Value("string"), "n": Value("int64"),
+                               "text": Value("string"),
+                               "label": ClassLabel(names=["cat", "dog"])}))
+    return DatasetDict(splits)
+
+
+def test_image_path_template_builds_paths_from_the_row(tmp_path: Path) -> None:
+    dsd = _files_by_label(tmp_path)
+    ds = load_multimodal(dsd, image_column="file", image_root=tmp_path,
+                         image_path_template="{split}/{label}/{file}")
+    paths = ds["test"].cast_column("image", Image(decode=False))["image"]
+    assert paths[1]["path"] == str(tmp_path / "test" / "dog" / "a.png")  # ClassLabel -> name
+    assert paths[2] is None  # a missing image stays missing
+    assert ds["train"][0]["image"].getpixel((0, 0)) == (10, 0, 0)
+    assert ds["test"][0]["image"].getpixel((0, 0)) == (0, 0, 90)
+    # format specs work; the result is checked like any image path
+    with pytest.raises(InvalidImageError, match=r"train/cat/a-01\.png"):
+        load_multimodal(dsd, image_column="file", image_root=tmp_path,
+                        image_path_template="{split}/{label}/a-{n:02d}.png")
+    with pytest.raises(DataError, match=r"uses column 'species'.*available columns"):
+        load_multimodal(dsd, image_column="file", image_path_template="{species}/{file}")
+    for bad, message in (("{0}/{file}", "must name a column"), ("{file.x}", "must name"),
+                         ("images/a.png", "no placeholder"), ("{file", "valid format"),
+                         ("", "non-empty")):
+        with pytest.raises(ConfigError, match=message):
+            load_multimodal(dsd, image_column="file", image_path_template=bad)
+    with pytest.raises(ConfigError, match="needs file names"):
+        load_multimodal(_in_memory(), image_path_template="{label}/{image}")
+    holes = DatasetDict(train=Dataset.from_dict(
+        {"file": ["a.png"], "group": [None], "text": ["t"], "label": ["x"]},
+        features=Features({"file": Value("string"), "group": Value("string"),
+                           "text": Value("string"), "label": Value("string")})))
+    with pytest.raises(DataError, match=r"row 0 of split 'train' has no value in column 'group'"):
+        load_multimodal(holes, image_column="file", image_path_template="{group}/{file}")
+
+
+def _train_test(n_train: int = 20) -> DatasetDict:
+    def split(n: int, name: str) -> Dataset:
+        return Dataset.from_dict({"image": [None] * n,
+                                  "text": [f"{name} text {i}" for i in range(n)],
+                                  "label": [["a", "b"][i % 2] if i < n - 3 else "c"
+                                            for i in range(n)]})
+
+    return DatasetDict(train=split(n_train, "train"), test=split(6, "test"))
+
+
+def test_validation_size_carves_a_stratified_seeded_split() -> None:
+    whole = load_multimodal(_train_test())
+    ds = load_multimodal(_train_test(), validation_size=0.25, split_seed=3)
+    assert list(ds) == ["train", "validation", "test"]
+    assert (ds["train"].num_rows, ds["validation"].num_rows) == (15, 5)
+    # stratified: the 3-row class "c" keeps rows in both; ids and order are those of train
+    assert set(ds["validation"]["label"]) == {0, 1, 2} == set(ds["train"]["label"])
+    train_ids, held = list(whole["train"]["id"]), list(ds["validation"]["id"])
+    assert sorted(list(ds["train"]["id"]) + held) == sorted(train_ids)
+    assert held == [i for i in train_ids if i in set(held)]
+    assert list(ds["test"]["id"]) == list(whole["test"]["id"])
+    again = load_multimodal(_train_test(), validation_size=0.25, split_seed=3)
+    assert list(again["validation"]["id"]) == held
+    other = load_multimodal(_train_test(), validation_size=0.25, split_seed=4)
+    assert list(other["validation"]["id"]) != held
+    assert load_multimodal(_train_test(), validation_size=4)["validation"].num_rows == 4
+
+
+def test_validation_size_errors() -> None:
+    for bad in (0.0, 1.0, 0, -2, True, "0.1"):
+        with pytest.raises(ConfigError, match="validation_size"):
+            load_multimodal(_train_test(), validation_size=bad)
+    with pytest.raises(ConfigError, match="split_seed"):
+        load_multimodal(_train_test(), validation_size=0.2, split_seed=-1)
+    with_validation = DatasetDict(train=_train_test()["train"],
+                                  validation=_train_test()["test"])
+    with pytest.raises(ConfigError, match="already has a 'validation' split"):
+        load_multimodal(with_validation, validation_size=0.2)
+    with pytest.raises(DataError, match="out of 'train'"):
+        load_multimodal(DatasetDict(other=_train_test()["train"]), validation_size=0.2)
+    with pytest.raises(DataError, match="stratified validation split"):
+        load_multimodal(_train_test(), validation_size=2)  # fewer rows than classes
+
+
 def test_class_names_helper() -> None:
     dsd = _in_memory()
     assert class_names(dsd) == ["neg", "pos"] == class_names(dsd["train"])

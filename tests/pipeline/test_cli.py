@@ -64,3 +64,69 @@ def test_python_dash_m_entry_point() -> None:
 
     result = run_cli("--version")
     assert result.stdout.startswith("ensemble ")
+
+
+def test_evaluate_a_saved_bundle(synthetic_run: Path, synthetic_data, tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import shutil
+
+    from ensemble.data import load_multimodal
+    from ensemble.predictor import FusionPredictor
+
+    bundle = tmp_path / "bundle"  # a copy: the default report folder is next to the bundle
+    shutil.copytree(synthetic_run / "bundle", bundle)
+    data = tmp_path / "data"
+    synthetic_data.save_to_disk(str(data))
+    argv = ["evaluate", "--bundle", str(bundle), "--data", str(data), "--id-column", "id",
+            "--bootstrap", "20", "-q"]
+    assert main(argv) == 0
+    assert "stacking" in capsys.readouterr().out  # the leaderboard
+    out = tmp_path / "bundle-report-test"
+    assert (out / "report.md").is_file() and (out / "plots" / "reliability.png").is_file()
+    result = json.loads((out / "metrics.json").read_text())
+    assert (result["n_examples"], result["fit_split"], result["bootstrap"]) == (
+        64, "validation", 20)
+    rows = {row["model"]: row for row in result["leaderboard"]}
+    expected = FusionPredictor.load(bundle).evaluate(
+        load_multimodal(data, id_column="id")["test"])
+    for metric in ("accuracy", "macro_f1", "nll", "ece"):
+        assert rows["stacking"][metric]["value"] == pytest.approx(expected["fused"][metric])
+        for name in ("image", "text"):
+            assert rows[f"expert: {name}"][metric]["value"] == pytest.approx(
+                expected[name][metric])
+    assert rows["oracle (any expert right)"]["accuracy"]["value"] == pytest.approx(
+        expected["oracle"]["accuracy"])
+    # another split into a chosen folder; an earlier report there is replaced
+    chosen = tmp_path / "reports" / "validation"
+    for _ in range(2):
+        assert main([*argv, "--split", "validation", "--out", str(chosen)]) == 0
+    assert json.loads((chosen / "metrics.json").read_text())["n_examples"] == 64
+    assert "validation split" in (chosen / "report.md").read_text()
+
+
+def test_evaluate_bundle_argument_errors(synthetic_run: Path, synthetic_data, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = str(synthetic_run / "bundle")
+    data = tmp_path / "data"
+    synthetic_data.save_to_disk(str(data))
+    capsys.readouterr()  # the progress bar of save_to_disk
+    base = ["evaluate", "--bundle", bundle, "--data", str(data), "--id-column", "id", "-q"]
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("keep me")
+    for argv, code, message in (
+        (["evaluate"], 2, "give a RECIPE, or --bundle"),
+        (["evaluate", "--bundle", bundle], 2, "needs --data"),
+        (["evaluate", str(REPO / "recipes" / "synthetic.yaml"), "--bundle", bundle, "--data",
+          str(data)], 2, "not both"),
+        ([*base, "--data-option", "nonsense"], 2, "--data-option expects KEY=VALUE"),
+        ([*base, "--split", "dev"], 4, "has no split 'dev'"),
+        ([*base, "--out", str(tmp_path / "busy")], 2, "not an earlier report"),
+        ([*base, "--out", bundle], 2, "not an earlier report"),
+        (["evaluate", "--bundle", "/nonexistent/bundle", "--data", str(data)], 3,
+         "not a bundle directory"),
+    ):
+        assert main(argv) == code, argv
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert (tmp_path / "busy" / "notes.txt").read_text() == "keep me"

@@ -56,3 +56,71 @@ def test_missing_local_copy_says_what_to_do(tmp_path: Path,
                          ["data.options.path_or_name=./data/hateful_memes"])
     with pytest.raises(DataError, match="does not exist"):
         _ = Pipeline(recipe, run_dir=tmp_path / "run", quiet=True).dataset
+
+
+FOOD_CLASSES = ("apple_pie", "ramen", "sushi")
+_FOOD_COLOURS = {"train": (200, 40, 40), "test": (40, 40, 200)}
+
+
+def _upmc_food101(root: Path, n_train: int = 10, n_test: int = 2) -> None:
+    """The Kaggle/Hub UPMC Food-101 layout: header-less csv files + images/<split>/<label>/.
+
+    File names repeat between the splits, as in the real data; every train image is red and
+    every test image blue, so a row read from the wrong folder shows.
+    """
+    import csv
+
+    rng = np.random.default_rng(0)
+    (root / "texts").mkdir(parents=True)
+    for split, n in (("train", n_train), ("test", n_test)):
+        rows = []
+        for label in FOOD_CLASSES:
+            folder = root / "images" / split / label
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = np.full((20, 20, 3), _FOOD_COLOURS[split], dtype=np.int16)
+                pixels[:4, :4] = rng.integers(0, 255, (4, 4, 3))  # unique content per file
+                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{label}_{i}.jpg")
+                text = f'{label.replace("_", " ").title()} Recipe, {split} "no. {i}"'
+                rows.append([f"{label}_{i}.jpg", text, label])
+        if split == "test":
+            rows[1][1] = ""  # a page without a title: a missing text
+        with (root / "texts" / f"{split}_titles.csv").open("w", newline="") as handle:
+            csv.writer(handle).writerows(rows)
+
+
+def test_food101_recipe_reads_the_kaggle_layout(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from datasets import Image as ImageFeature
+
+    _upmc_food101(tmp_path / "data" / "food101")
+    monkeypatch.chdir(tmp_path)
+    recipe = load_recipe(REPO / "recipes" / "food101.yaml")
+    assert "Kaggle" in recipe.data.note
+    assert recipe.experts["image"].options["image_size"] == 224
+    assert recipe.experts["text"].options["max_length"] == 128
+    dataset = Pipeline(recipe, run_dir=tmp_path / "run", quiet=True).dataset
+    sizes = {s: dataset[s].num_rows for s in dataset}
+    assert list(sizes) == ["train", "validation", "test"]
+    assert sizes["train"] + sizes["validation"] == 30 and sizes["test"] == 6
+    assert sizes["validation"] == 3  # the recipe's validation_size: 10% of train
+    assert Pipeline(recipe, run_dir=tmp_path / "run", quiet=True).class_names == list(
+        FOOD_CLASSES)
+    # stratified: every class keeps training rows and reaches the validation split
+    for split in ("train", "validation"):
+        assert set(dataset[split]["label"]) == {0, 1, 2}
+    test = dataset["test"]
+    assert test["text"][0] == 'Apple Pie Recipe, test "no. 0"' and test["text"][1] is None
+    assert test.features["label"].int2str(test["label"][5]) == "sushi"
+    paths = test.cast_column("image", ImageFeature(decode=False))["image"]
+    assert paths[5]["path"].endswith("images/test/sushi/sushi_1.jpg")
+    image = test[5]["image"]
+    assert image.size == (20, 20)
+    assert np.abs(np.asarray(image)[10, 10].astype(int) - _FOOD_COLOURS["test"]).max() < 12
+    train_pixel = np.asarray(dataset["validation"][0]["image"])[10, 10].astype(int)
+    assert np.abs(train_pixel - _FOOD_COLOURS["train"]).max() < 12
+    ids = [i for s in dataset for i in dataset[s]["id"]]
+    assert len(set(ids)) == 36  # unique although file names repeat across splits
+    again = Pipeline(load_recipe(REPO / "recipes" / "food101.yaml"), run_dir=tmp_path / "run",
+                     quiet=True).dataset
+    assert list(again["validation"]["id"]) == list(dataset["validation"]["id"])  # seeded
