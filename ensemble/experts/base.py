@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 from torch.utils.data import DataLoader
@@ -256,6 +257,7 @@ class Expert(ABC):
             n_classes=self.num_classes,
             eval_data=eval_rows,
             config=config,
+            head=self._classifier(),
             description=f"{self.modality} expert",
         )
         self.history_ = result.history
@@ -346,9 +348,14 @@ class Expert(ABC):
         if len(rows) == 0:
             return empty, np.zeros((0, 0), dtype=np.float32)
         accelerator = make_accelerator()
-        loader = accelerator.prepare(DataLoader(rows, batch_size=batch_size, shuffle=False,
-                                                collate_fn=self._collate_eval))
-        model = self.model.to(accelerator.device)
+        loader = DataLoader(rows, batch_size=batch_size, shuffle=False,
+                            collate_fn=self._collate_eval)
+        if accelerator.num_processes > 1 or accelerator.device.type != "cpu":
+            loader = accelerator.prepare(loader)  # shards rows, moves batches to the device
+        model = self.model
+        first = next(model.parameters(), None)
+        if first is not None and first.device != accelerator.device:
+            model = model.to(accelerator.device)  # a no-op .to() still walks every tensor
         model.eval()
         logits_out: list[np.ndarray] = []
         features_out: list[np.ndarray] = []
@@ -430,7 +437,7 @@ class Expert(ABC):
         try:
             missing, unexpected = load_model(expert.model, str(directory / _WEIGHTS),
                                              strict=False)
-        except (OSError, RuntimeError, ValueError) as err:
+        except (OSError, RuntimeError, ValueError, SafetensorError) as err:
             raise ArtifactError(f"{directory / _WEIGHTS} cannot be loaded: {err}") from err
         if missing or unexpected:
             raise ArtifactError(

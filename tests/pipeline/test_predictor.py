@@ -198,3 +198,25 @@ def test_load_refuses_symlinks_and_non_bundles(bundle_copy: Path, tmp_path: Path
 def test_load_rebuilds_experts_without_the_network(synthetic_run: Path) -> None:
     expert = load_expert(synthetic_run / "bundle" / "experts" / "text")
     assert expert.checkpoint.endswith("tiny-synthetic")
+
+
+def test_cpu_inference_settings(synthetic_run: Path, predictor: FusionPredictor) -> None:
+    import torch
+
+    image = predictor.experts["image"]
+    # Image experts hold their weights channels_last; the values are the saved ones.
+    convs = [p for p in image.model.parameters() if p.dim() == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    saved = json.loads((synthetic_run / "bundle" / "experts" / "image" / "config.json")
+                       .read_text())
+    assert image.fingerprint() == saved["fingerprint"]
+
+    images, texts = [_red(), None, _red()], ["apple anchor", "bridge the", None]
+    fp32 = predictor.predict_proba(images=images, texts=texts)
+    bf16 = FusionPredictor.load(synthetic_run / "bundle", precision="bf16")
+    assert (predictor.precision, bf16.precision) == ("fp32", "bf16")
+    proba = bf16.predict_proba(images=images, texts=texts)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(proba, fp32, atol=0.05)
+    with pytest.raises(ConfigError, match="precision"):
+        FusionPredictor(dict(predictor.experts), predictor.combiner, precision="fp16")
