@@ -24,7 +24,8 @@ def run_python(script: Path | str, *args: str, timeout: float = 240,
                extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``python SCRIPT ARGS`` (a file, or ``-c`` code) in a fresh process with one thread."""
     command = [sys.executable, *(["-c", script] if isinstance(script, str) else [str(script)])]
-    env = {**cli_env(), "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(REPO)]), **(extra_env or {})}
+    env = {**cli_env(), "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(REPO)]),
+           **(extra_env or {})}
     return subprocess.run([*command, *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=timeout, check=False)
 
