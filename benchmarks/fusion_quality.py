@@ -7,7 +7,8 @@ Usage::
     python benchmarks/fusion_quality.py --quick                  # synthetic logits (test suite)
 
 Every registered combiner (default hyper-parameters) is fitted on the run's validation
-logits (``logits/validation``) and scored on its test logits (``logits/test``); each split
+logits (``logits/validation``), or on its out-of-fold logits (``logits/out_of_fold``) when
+the run was cross-fitted, and scored on its test logits (``logits/test``); each split
 is a :class:`~ensemble.logits.LogitSet` directory ``logits/<split>/logits`` plus
 ``logits/<split>/labels.json`` (``{"ids": [...], "labels": [class name, ...]}``). Baselines:
 
@@ -195,6 +196,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR,
                         help="a finished run directory with logits/{validation,test}")
+    parser.add_argument("--fit-split", default=None,
+                        help="logits the combiners are fitted on (default: out_of_fold when "
+                             "the run was cross-fitted, else validation)")
     parser.add_argument("--quick", action="store_true",
                         help="synthetic logits for two experts (200/200 rows), no run needed")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUTPUT, help="JSON result path")
@@ -204,12 +208,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     args = parser.parse_args(argv)
     methods = args.methods or list_combiners()
+    fit_split = args.fit_split or ("out_of_fold" if (args.run_dir / "logits" / "out_of_fold")
+                                   .is_dir() and not args.quick else "validation")
     if args.quick:
         (fit, y_fit), (test, y_test) = make_quick_split(200, 0), make_quick_split(200, 1)
         params: Mapping[str, Mapping[str, Any]] = QUICK_PARAMS
         source = "synthetic (--quick)"
     else:
-        (fit, y_fit), (test, y_test) = (load_split(args.run_dir, "validation"),
+        (fit, y_fit), (test, y_test) = (load_split(args.run_dir, fit_split),
                                         load_split(args.run_dir, "test"))
         params = {}
         source = str(args.run_dir)
@@ -219,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "benchmark": "fusion_quality",
         "quick": args.quick,
         "source": source,
-        "fit_split": "validation",
+        "fit_split": fit_split,
         "eval_split": "test",
         "n_fit": int(y_fit.size),
         "n_test": int(y_test.size),
@@ -229,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "confidence": 0.95,
         "combiner_params": {name: dict(params.get(name, {})) for name in methods},
         "baselines": {
-            BEST_EXPERT: "expert with the highest validation accuracy",
+            BEST_EXPERT: f"expert with the highest accuracy on {fit_split}",
             AVERAGE: "unweighted mean of the present experts' softmax probabilities",
             SKLEARN_STACKING: (f"LogisticRegression(max_iter={SKLEARN_MAX_ITER}), multinomial, "
                                "on concatenated per-expert log-probabilities (the features "

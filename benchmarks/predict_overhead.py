@@ -122,6 +122,11 @@ def build(args: argparse.Namespace, workdir: Path) -> Setup:
     if args.bundle:
         predictor = FusionPredictor.load(args.bundle)
         predictor.batch_size = args.batch_size
+        bagged = [n for n, e in predictor.experts.items() if not hasattr(e, "model")]
+        if bagged:
+            raise SystemExit(f"{args.bundle}: experts {bagged} are bagged (cross-fitted); this "
+                             "benchmark times single experts; use a bundle of a recipe "
+                             "without cross_fit.")
     else:
         if args.quick:
             words = {w for text in texts for w in text.split()}

@@ -310,6 +310,14 @@ def check_format_version(config: Mapping[str, Any], path: str | os.PathLike[str]
         )
 
 
+def read_config(directory: str | os.PathLike[str], name: str = "config.json") -> dict[str, Any]:
+    """An artifact's JSON config, refused when a newer format version wrote it."""
+    path = Path(directory) / name
+    config = read_json(path)
+    check_format_version(config, Path(directory))
+    return config
+
+
 def write_tensors(
     path: str | os.PathLike[str],
     tensors: Mapping[str, np.ndarray],

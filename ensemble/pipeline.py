@@ -54,6 +54,8 @@ STAGES: tuple[str, ...] = ("finetune", "logits", "fuse", "evaluate", "bundle")
 _LABELS_FILE = "labels.json"
 _LOGITS_DIR = "logits"
 _MARKERS = "stages"
+#: The logits split of a cross-fitted run: out-of-fold logits over train + fit split.
+OUT_OF_FOLD = "out_of_fold"
 
 
 @dataclass
@@ -236,10 +238,22 @@ class Pipeline:
     def expert_dir(self, name: str) -> Path:
         return self.run_dir / "experts" / name
 
+    @property
+    def folds(self) -> int:
+        """Cross-fitting folds (0: experts train on the train split only)."""
+        return self.recipe.cross_fit.folds
+
+    @property
+    def fit_logits_split(self) -> str:
+        """The logits the combiners are fitted on: the fit split, or out-of-fold logits."""
+        return OUT_OF_FOLD if self.folds else self.recipe.data.fit_split
+
     def _finetune(self, result: PipelineResult) -> None:
         for name, spec in self.recipe.experts.items():
             inputs = {"data": self.data_fingerprint, "expert": dataclasses.asdict(spec),
                       "seed": self.recipe.seed}
+            if self.folds:
+                inputs["cross_fit"] = dataclasses.asdict(self.recipe.cross_fit)
             digest = fingerprint(inputs)
             work = self.run_dir / "work" / f"{name}-{digest[:12]}"
             self._record(result, self.runner.run(
@@ -252,13 +266,30 @@ class Pipeline:
         spec = self.recipe.experts[name]
         checkpoint = resolve_checkpoint(spec.checkpoint, self.run_dir / "checkpoints")
         options = {"seed": self.recipe.seed, **spec.options}
-        expert = _expert_class(spec.modality)(checkpoint, self.class_names, **options)
+
+        def make_expert() -> Any:
+            return _expert_class(spec.modality)(checkpoint, self.class_names, **options)
+
         config = TrainingConfig(**{"seed": self.recipe.seed, **spec.training}).updated(
-            output_dir=str(work), resume=True,
             progress=not self.quiet and spec.training.get("progress", True))
         data = self.recipe.data
-        expert.fit(self.dataset[data.train_split], self.dataset[data.fit_split], config=config)
-        expert.save_pretrained(target)
+        train, held_out = self.dataset[data.train_split], self.dataset[data.fit_split]
+        if self.folds:
+            from .crossfit import cross_fit, pool_splits
+
+            fitted = cross_fit(
+                make_expert, pool_splits(self.dataset, [data.train_split, data.fit_split]),
+                folds=self.folds, config=config, seed=self.recipe.seed, work_dir=work,
+                batch_size=self.recipe.logits_batch_size, modality=name,
+                trained_on=[str(train._fingerprint), str(held_out._fingerprint)])
+            expert = fitted.expert
+            with atomic_directory(target) as tmp:
+                expert.save_pretrained(tmp)
+                fitted.oof.save(tmp / OUT_OF_FOLD)
+        else:
+            expert = make_expert()
+            expert.fit(train, held_out, config=config.updated(output_dir=str(work), resume=True))
+            expert.save_pretrained(target)
         self._experts[name] = expert
         shutil.rmtree(work, ignore_errors=True)
 
@@ -280,8 +311,7 @@ class Pipeline:
         return {name: self._fingerprints[f"finetune-{name}"] for name in self.recipe.experts}
 
     def _logits(self, result: PipelineResult) -> None:
-        data = self.recipe.data
-        for split in dict.fromkeys((data.fit_split, data.test_split)):
+        for split in dict.fromkeys((self.fit_logits_split, self.recipe.data.test_split)):
             inputs = {"data": self.data_fingerprint, "experts": self._expert_fingerprints(),
                       "split": split, "batch_size": self.recipe.logits_batch_size}
             self._record(result, self.runner.run(
@@ -291,9 +321,21 @@ class Pipeline:
     def _compute_logits(self, split: str, target: Path) -> None:
         from .logits import LogitSet
 
-        dataset = self.dataset[split]
-        logits = LogitSet.from_experts(self.experts(), dataset, split=split, features=True,
-                                       batch_size=self.recipe.logits_batch_size)
+        if split == OUT_OF_FOLD:
+            # Scored during cross-fitting, each row by the fold expert that never saw it.
+            from .crossfit import pool_splits
+
+            data = self.recipe.data
+            dataset = pool_splits(self.dataset, [data.train_split, data.fit_split])
+            parts = [LogitSet.load(self.expert_dir(name) / OUT_OF_FOLD)
+                     for name in self.recipe.experts]
+            logits = parts[0]
+            for part in parts[1:]:
+                logits = logits.merge(part)
+        else:
+            dataset = self.dataset[split]
+            logits = LogitSet.from_experts(self.experts(), dataset, split=split, features=True,
+                                           batch_size=self.recipe.logits_batch_size)
         feature = dataset.features["label"]
         labels = [feature.int2str(int(v)) for v in dataset["label"]]
         with atomic_directory(target) as tmp:
@@ -320,7 +362,7 @@ class Pipeline:
         return self.run_dir / "combiners" / label
 
     def _fuse(self, result: PipelineResult) -> None:
-        fit_split = self.recipe.data.fit_split
+        fit_split = self.fit_logits_split
         for entry in self.recipe.combiners:
             candidates = [c for c in entry.params.get("candidates") or ()
                           if isinstance(c, str) and f"fuse-{c}" in self._fingerprints]
@@ -345,7 +387,7 @@ class Pipeline:
         return create_combiner(name, **params)
 
     def _fit_combiner(self, entry: Any, target: Path) -> None:
-        logits, labels = self.load_logits(self.recipe.data.fit_split)
+        logits, labels = self.load_logits(self.fit_logits_split)
         combiner = self._build_combiner(entry.name, entry.params)
         combiner.fit(logits, labels)
         combiner.save(target)
@@ -373,12 +415,18 @@ class Pipeline:
             report.write_report(
                 target, logits, labels, self.combiners(), config=self.recipe.evaluation,
                 title=f"{self.recipe.name}: {test_split} split",
-                fit_split=self.recipe.data.fit_split,
+                fit_split=self._fit_description(),
             )
 
         self._record(result, self.runner.run("evaluate", directory, inputs, build))
         result.report = directory / "report.md"
         result.leaderboard = report.leaderboard_table(read_json(directory / "metrics.json"))
+
+    def _fit_description(self) -> str:
+        data = self.recipe.data
+        if not self.folds:
+            return data.fit_split
+        return f"{data.train_split}+{data.fit_split} out-of-fold ({self.folds}-fold cross-fitting)"
 
     # -- bundle -------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ __all__ = [
     "EXPERT_TYPES",
     "BundleConfig",
     "CombinerConfig",
+    "CrossFitConfig",
     "DataConfig",
     "EvaluationConfig",
     "ExpertConfig",
@@ -187,6 +188,18 @@ class BundleConfig:
 
 
 @dataclass
+class CrossFitConfig:
+    """K-fold cross-fitting over ``train_split`` + ``fit_split`` (``folds: 0`` turns it off).
+
+    Each expert is fine-tuned once per fold; combiners are fitted on the out-of-fold
+    logits of the whole pool, and the fold experts, averaged, score the test split and go
+    into the bundle (see :mod:`ensemble.crossfit`).
+    """
+
+    folds: int = 0
+
+
+@dataclass
 class Recipe:
     """A whole run. ``run_dir`` (default ``runs/<name>``) is relative to the working
     directory."""
@@ -201,6 +214,7 @@ class Recipe:
     logits_batch_size: int = 64
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     bundle: BundleConfig = field(default_factory=BundleConfig)
+    cross_fit: CrossFitConfig = field(default_factory=CrossFitConfig)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -409,6 +423,16 @@ def _validate(recipe: Recipe) -> None:
         raise ConfigError("experts is empty; give at least one expert (e.g. experts.image).")
     for key in ("train_split", "fit_split", "test_split"):
         _check_plain(f"data.{key}", getattr(recipe.data, key))
+    folds = recipe.cross_fit.folds
+    if folds == 1 or folds < 0:
+        raise ConfigError(
+            f"cross_fit.folds must be 0 (off) or at least 2, got {folds}; 3 or 5 are usual."
+        )
+    if folds and recipe.data.fit_split in (recipe.data.train_split, recipe.data.test_split):
+        raise ConfigError(
+            "cross_fit pools data.train_split and data.fit_split; they must differ from each "
+            f"other and from data.test_split (got {recipe.data.fit_split!r})."
+        )
     for name, expert in recipe.experts.items():
         _check_plain(f"experts.{name}", name, what="expert name")
         expert.modality = expert.modality or name

@@ -29,9 +29,8 @@ from tqdm.auto import tqdm
 from .._io import (
     FORMAT_VERSION,
     atomic_directory,
-    check_format_version,
     library_versions,
-    read_json,
+    read_config,
     write_json,
 )
 from ..exceptions import (
@@ -81,7 +80,29 @@ class _Rows(TorchDataset[dict[str, Any]]):
         return row
 
 
-class Expert(ABC):
+class DerivedOutputs:
+    """``embed`` and ``predict_proba`` from ``predict_logits`` (experts, bagged experts)."""
+
+    def predict_logits(self, data: Any, *, batch_size: int = 64, return_features: bool = False,
+                       progress: bool = True) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def embed(self, data: Any, *, batch_size: int = 64, progress: bool = True) -> np.ndarray:
+        """Pre-logit embeddings ``[N, D]`` (the classifier layer's input)."""
+        _, features = self.predict_logits(data, batch_size=batch_size, return_features=True,
+                                          progress=progress)
+        return features
+
+    def predict_proba(self, data: Any, *, batch_size: int = 64,
+                      progress: bool = True) -> np.ndarray:
+        """Softmax probabilities ``[N, C]``."""
+        logits = np.asarray(self.predict_logits(data, batch_size=batch_size, progress=progress),
+                            dtype=np.float64)
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+class Expert(DerivedOutputs, ABC):
     """A pretrained classifier for one modality, fine-tuned on the shared label space.
 
     Subclasses implement :meth:`_collate_inputs`, :meth:`_forward`, :meth:`_classifier`,
@@ -138,7 +159,7 @@ class Expert(ABC):
                     **kwargs: Any) -> Expert:
         """Rebuild the architecture (no pretrained download) from a saved directory."""
 
-    def _save_extra(self, directory: Path) -> None:  # noqa: B027 - optional hook
+    def _save_extra(self, directory: Path) -> None:
         """Write extra files (e.g. a tokenizer) next to the weights."""
 
     # -- data plumbing --------------------------------------------------------------------
@@ -304,21 +325,6 @@ class Expert(ABC):
         embedded[present] = features
         return full, embedded
 
-    def embed(self, data: Any, *, batch_size: int = 64, progress: bool = True) -> np.ndarray:
-        """Pre-logit embeddings ``[N, D]`` (the classifier layer's input)."""
-        _, features = self.predict_logits(data, batch_size=batch_size, return_features=True,
-                                          progress=progress)
-        return features
-
-    def predict_proba(self, data: Any, *, batch_size: int = 64,
-                      progress: bool = True) -> np.ndarray:
-        """Softmax probabilities ``[N, C]``."""
-        logits = self.predict_logits(data, batch_size=batch_size, progress=progress)
-        assert isinstance(logits, np.ndarray)
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        exp = np.exp(shifted)
-        return exp / exp.sum(axis=1, keepdims=True)
-
     def _as_source(self, data: Any) -> Any:
         if isinstance(data, (list, tuple)):
             return list(data)
@@ -350,7 +356,8 @@ class Expert(ABC):
         accelerator = make_accelerator()
         loader = DataLoader(rows, batch_size=batch_size, shuffle=False,
                             collate_fn=self._collate_eval)
-        if accelerator.num_processes > 1 or accelerator.device.type != "cpu":
+        prepared = accelerator.num_processes > 1 or accelerator.device.type != "cpu"
+        if prepared:
             loader = accelerator.prepare(loader)  # shards rows, moves batches to the device
         model = self.model
         first = next(model.parameters(), None)
@@ -366,7 +373,9 @@ class Expert(ABC):
                 captured.clear()
                 logits = self._forward(model, batch).float()
                 outputs = (logits, captured[-1]) if return_features else (logits,)
-                gathered = accelerator.gather_for_metrics(outputs)
+                # Only a prepared loader may be gathered: accelerate trims the last batch
+                # by the remainder of whichever loader it prepared last (e.g. training's).
+                gathered = accelerator.gather_for_metrics(outputs) if prepared else outputs
                 logits_out.append(gathered[0].cpu().numpy())
                 if return_features:
                     features_out.append(gathered[1].cpu().numpy())
@@ -423,8 +432,7 @@ class Expert(ABC):
     def from_pretrained(cls, directory: str | os.PathLike[str], **kwargs: Any) -> Expert:
         """Load an expert written by :meth:`save_pretrained`; never unpickles."""
         directory = Path(directory)
-        config = read_json(directory / _CONFIG)
-        check_format_version(config, directory)
+        config = read_config(directory, _CONFIG)
         kind = config.get("kind")
         expert_type = _EXPERT_TYPES.get(str(kind))
         if expert_type is None:
@@ -454,6 +462,11 @@ class Expert(ABC):
         return expert
 
 
-def load_expert(directory: str | os.PathLike[str], **kwargs: Any) -> Expert:
-    """Load any saved expert, whatever its type (read from its ``config.json``)."""
+def load_expert(directory: str | os.PathLike[str], **kwargs: Any) -> Any:
+    """Load any saved expert, whatever its type (read from its ``config.json``): an
+    :class:`Expert` subclass or a :class:`~ensemble.experts.BaggedExpert`."""
+    from .bagged import BaggedExpert, is_bagged
+
+    if is_bagged(directory):
+        return BaggedExpert.from_pretrained(directory, **kwargs)
     return Expert.from_pretrained(directory, **kwargs)

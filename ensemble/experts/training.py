@@ -344,8 +344,13 @@ def train_classifier(
     accelerator = make_accelerator(config)
     set_seed(config.seed)
     sampler = EpochShuffleSampler(len(train_data), config.seed)
+    # A last batch of one example breaks batch norm in training mode ("expected more than
+    # 1 value per channel"); that one example is skipped for the epoch instead (it is
+    # another example each epoch, as the order is reshuffled).
+    lone_last = len(train_data) > config.batch_size and len(train_data) % config.batch_size == 1
     train_loader = DataLoader(train_data, batch_size=config.batch_size, sampler=sampler,
-                              collate_fn=collate_train, num_workers=config.num_workers)
+                              collate_fn=collate_train, num_workers=config.num_workers,
+                              drop_last=lone_last)
     eval_loader = (
         DataLoader(eval_data, batch_size=config.eval_batch_size, shuffle=False,
                    collate_fn=collate_eval, num_workers=config.num_workers)

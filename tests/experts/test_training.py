@@ -274,3 +274,10 @@ def test_head_learning_rate_applies_only_to_the_head(monkeypatch: pytest.MonkeyP
 def test_invalid_head_learning_rate_is_named(value) -> None:
     with pytest.raises(ConfigError, match="head_learning_rate"):
         TrainingConfig(head_learning_rate=value)
+
+
+def test_a_lone_last_example_is_skipped_so_batch_norm_can_train() -> None:
+    model = nn.Sequential(nn.Linear(N_FEATURES, 6), nn.BatchNorm1d(6), nn.Linear(6, N_CLASSES))
+    rows = _rows(9, seed=3)  # batches of 4, 4 and a lone 1
+    _, result = _fit(model, train_data=rows, eval_data=None, batch_size=4)
+    assert len(result.history) == 2 and all(r.train_loss > 0 for r in result.history)
