@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 #: Bump when the report's content changes, so ``ensemble run`` rebuilds old reports.
-REPORT_VERSION = 1
+REPORT_VERSION = 2
 _LEADERBOARD_METRICS = ("accuracy", "macro_f1", "nll", "ece")
 _ORACLE = "oracle (any expert right)"
 
@@ -122,6 +122,52 @@ def score_models(
             entry["low"], entry["high"] = _interval(hits[samples].mean(axis=1), confidence)
         scores[_ORACLE] = {"accuracy": entry}
     return scores
+
+
+def versus_best_expert(
+    y: np.ndarray,
+    experts: Mapping[str, np.ndarray],
+    combined: Mapping[str, np.ndarray],
+    *,
+    bootstrap: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """Each combiner's accuracy minus the most accurate expert's, on the same examples.
+
+    Paired: the bootstrap resamples examples once for both models (an interval that excludes
+    0 means the combiner is better or worse on these data, not just in its own interval),
+    and ``mcnemar_p`` is the exact two-sided McNemar test on the examples where exactly one
+    of the two is right (``wins``: the combiner only, ``losses``: the expert only).
+
+    Example:
+        >>> y = np.array([0, 1, 1, 0])
+        >>> e = {"text": np.array([[.9, .1], [.6, .4], [.6, .4], [.7, .3]])}
+        >>> c = {"stacking": np.array([[.9, .1], [.2, .8], [.4, .6], [.7, .3]])}
+        >>> versus_best_expert(y, e, c, bootstrap=0)["stacking"]["wins"]
+        2
+    """
+    from scipy.stats import binomtest
+
+    y = np.asarray(y, dtype=np.int64)
+    if not experts or not combined:
+        return {}
+    right = {name: p.argmax(axis=1) == y for name, p in experts.items()}
+    expert = max(right, key=lambda name: (right[name].mean(), name))
+    rng = np.random.default_rng(seed)
+    samples = rng.integers(0, y.size, size=(bootstrap, y.size)) if bootstrap else None
+    result: dict[str, dict[str, Any]] = {}
+    for label, proba in combined.items():
+        hits = proba.argmax(axis=1) == y
+        difference = hits.astype(np.float64) - right[expert]
+        entry = {"value": float(difference.mean()), "low": math.nan, "high": math.nan}
+        if samples is not None:
+            entry["low"], entry["high"] = _interval(difference[samples].mean(axis=1), confidence)
+        wins, losses = int((hits & ~right[expert]).sum()), int((~hits & right[expert]).sum())
+        p_value = binomtest(wins, wins + losses).pvalue if wins + losses else 1.0
+        result[label] = {"expert": f"expert: {expert}", "difference": entry, "wins": wins,
+                         "losses": losses, "mcnemar_p": float(p_value)}
+    return result
 
 
 def _patterns(modalities: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -225,6 +271,9 @@ def write_report(
             for model, row in scores.items()
         ],
         "best_combiner": best,
+        "versus_best_expert": versus_best_expert(y, experts, combined,
+                                                 bootstrap=config.bootstrap,
+                                                 confidence=config.confidence, seed=config.seed),
         "per_class": per_class(y, probas[best], names),
         "patterns": by_pattern(logits, y, combiners),
         "plots": {},
@@ -328,7 +377,19 @@ def leaderboard_table(result: Mapping[str, Any]) -> str:
     lines.append(f"{result['n_examples']} examples; [low, high] = {level}% bootstrap interval "
                  f"({result.get('bootstrap', 0)} resamples); best combiner: "
                  f"{result['best_combiner']}")
+    versus = (result.get("versus_best_expert") or {}).get(result["best_combiner"])
+    if versus:
+        lines.append(f"{result['best_combiner']} vs {versus['expert']}: "
+                     f"{_signed_cell(versus['difference'])} accuracy (paired), "
+                     f"McNemar p = {versus['mcnemar_p']:.3g}")
     return "\n".join(lines)
+
+
+def _signed_cell(entry: Mapping[str, float]) -> str:
+    text = f"{entry['value']:+.3f}"
+    if not math.isnan(entry.get("low", math.nan)):
+        text += f" [{entry['low']:+.3f}, {entry['high']:+.3f}]"
+    return text
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -349,7 +410,21 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         *_md_table(["model", *_LEADERBOARD_METRICS], _leaderboard_rows(result)), "",
         f"Best combiner: **{result['best_combiner']}**. The oracle row is the share of examples "
         "at least one expert gets right: an upper bound for picking one expert per example.",
-        "", "## By availability pattern", "",
+        "",
+    ]
+    versus = result.get("versus_best_expert") or {}
+    if versus:
+        expert = next(iter(versus.values()))["expert"]
+        lines += [f"## Versus the best expert ({expert})", "",
+                  "Accuracy difference on the same examples (paired bootstrap interval), "
+                  "examples only the combiner gets right (wins) or only the expert (losses), "
+                  "and the exact McNemar test.", ""]
+        lines += _md_table(["combiner", "accuracy difference", "wins", "losses", "McNemar p"], [
+            [label, _signed_cell(v["difference"]), str(v["wins"]), str(v["losses"]),
+             f"{v['mcnemar_p']:.3g}"] for label, v in versus.items()])
+        lines.append("")
+    lines += [
+        "## By availability pattern", "",
         "Rows that have the pattern's modalities keep them; the other modalities are masked "
         "out, as when an example lacks them.", "",
     ]

@@ -66,6 +66,15 @@ def test_report_content(synthetic_run: Path) -> None:
     # The fused models learn what neither expert can alone (see make_synthetic).
     accuracy = {row["model"]: row["accuracy"]["value"] for row in metrics["leaderboard"]}
     assert accuracy[best] > max(accuracy["expert: image"], accuracy["expert: text"])
+    # ... and the paired comparison with the better expert agrees with the leaderboard.
+    versus = metrics["versus_best_expert"][best]
+    expert = versus["expert"]
+    assert accuracy[expert] == max(accuracy["expert: image"], accuracy["expert: text"])
+    assert versus["difference"]["value"] == pytest.approx(accuracy[best] - accuracy[expert])
+    assert (versus["wins"] - versus["losses"]) / metrics["n_examples"] == pytest.approx(
+        versus["difference"]["value"])
+    assert versus["difference"]["low"] > 0 and versus["mcnemar_p"] < 0.05
+    assert f"## Versus the best expert ({expert})" in report
 
 
 def test_rerun_skips_everything_and_prints_the_leaderboard(synthetic_run: Path) -> None:
