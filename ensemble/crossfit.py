@@ -105,7 +105,8 @@ def cross_fit(
     fold: those rows must stay unseen). ``trained_on`` adds dataset fingerprints the bagged
     expert should count as seen (e.g. the original train and validation splits), so the
     leakage guard flags its in-sample logits there. ``work_dir`` keeps finished folds and
-    training checkpoints so an interrupted call resumes.
+    training checkpoints so an interrupted call resumes. One process only: under
+    ``torchrun`` every process would write the fold artifacts.
     """
     config = config or TrainingConfig()
     labels = _labels(pool, label_column)
