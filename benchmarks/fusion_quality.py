@@ -51,6 +51,7 @@ from ensemble._io import library_versions, write_json
 from ensemble.combiners import create_combiner, list_combiners
 from ensemble.logits import LogitSet
 from ensemble.metrics import oracle_hits
+from ensemble.pipeline import OUT_OF_FOLD
 from ensemble.report import expert_probabilities, score_models
 
 DEFAULT_RUN_DIR = Path("runs/quickstart")
@@ -208,8 +209,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     args = parser.parse_args(argv)
     methods = args.methods or list_combiners()
-    fit_split = args.fit_split or ("out_of_fold" if (args.run_dir / "logits" / "out_of_fold")
-                                   .is_dir() and not args.quick else "validation")
+    cross_fitted = (args.run_dir / "logits" / OUT_OF_FOLD).is_dir() and not args.quick
+    fit_split = args.fit_split or (OUT_OF_FOLD if cross_fitted else "validation")
     if args.quick:
         (fit, y_fit), (test, y_test) = make_quick_split(200, 0), make_quick_split(200, 1)
         params: Mapping[str, Mapping[str, Any]] = QUICK_PARAMS

@@ -176,15 +176,16 @@ def _load_fold(fold_dir: Path, held_out: np.ndarray
 def _out_of_fold_set(bagged: BaggedExpert, pool: Any,
                      scores: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
                      modality: str, *, id_column: str) -> LogitSet:
-    rows, classes = len(pool), bagged.num_classes
-    logits = np.zeros((rows, classes), dtype=np.float32)
-    with_features = all(s[2] is not None for s in scores)
-    width = scores[0][2].shape[1] if with_features and scores[0][2] is not None else 0
-    embedded = np.zeros((rows, width), dtype=np.float32)
-    for held_out, fold_logits, fold_features in scores:
+    logits = np.zeros((len(pool), bagged.num_classes), dtype=np.float32)
+    for held_out, fold_logits, _ in scores:
         logits[held_out] = fold_logits
-        if with_features and fold_features is not None:
-            embedded[held_out] = fold_features
+    features = None
+    fold_features = [f for _, _, f in scores if f is not None]
+    if len(fold_features) == len(scores):
+        embedded = np.zeros((len(pool), fold_features[0].shape[1]), dtype=np.float32)
+        for (held_out, _, _), values in zip(scores, fold_features, strict=True):
+            embedded[held_out] = values
+        features = {modality: embedded}
     ids = pool[id_column] if id_column in pool.column_names else None
     provenance = Provenance(
         expert=f"{type(bagged.members[0]).__name__} (out-of-fold)",
@@ -199,6 +200,6 @@ def _out_of_fold_set(bagged: BaggedExpert, pool: Any,
     return LogitSet(
         {modality: logits}, list(bagged.class_names), ids=ids,
         mask=np.asarray(bagged.present_rows(pool), dtype=bool)[:, None],
-        features={modality: embedded} if with_features else None,
+        features=features,
         provenance={modality: provenance},
     )

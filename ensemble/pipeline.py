@@ -201,6 +201,14 @@ class Pipeline:
         return dataset
 
     @cached_property
+    def pool(self) -> Any:
+        """``train_split`` + ``fit_split`` as one dataset: what cross-fitting folds."""
+        from .crossfit import pool_splits
+
+        data = self.recipe.data
+        return pool_splits(self.dataset, [data.train_split, data.fit_split])
+
+    @cached_property
     def class_names(self) -> list[str]:
         from .data import class_names
 
@@ -275,10 +283,10 @@ class Pipeline:
         data = self.recipe.data
         train, held_out = self.dataset[data.train_split], self.dataset[data.fit_split]
         if self.folds:
-            from .crossfit import cross_fit, pool_splits
+            from .crossfit import cross_fit
 
             fitted = cross_fit(
-                make_expert, pool_splits(self.dataset, [data.train_split, data.fit_split]),
+                make_expert, self.pool,
                 folds=self.folds, config=config, seed=self.recipe.seed, work_dir=work,
                 batch_size=self.recipe.logits_batch_size, modality=name,
                 trained_on=[str(train._fingerprint), str(held_out._fingerprint)])
@@ -323,10 +331,7 @@ class Pipeline:
 
         if split == OUT_OF_FOLD:
             # Scored during cross-fitting, each row by the fold expert that never saw it.
-            from .crossfit import pool_splits
-
-            data = self.recipe.data
-            dataset = pool_splits(self.dataset, [data.train_split, data.fit_split])
+            dataset = self.pool
             parts = [LogitSet.load(self.expert_dir(name) / OUT_OF_FOLD)
                      for name in self.recipe.experts]
             logits = parts[0]

@@ -225,9 +225,7 @@ class FusionPredictor:
             return contextlib.nullcontext()
         import torch
 
-        from .experts.training import _has_accelerator_device
-
-        device = "cuda" if _has_accelerator_device() and torch.cuda.is_available() else "cpu"
+        device = "cuda" if torch.cuda.is_available() else "cpu"
         return torch.autocast(device_type=device, dtype=torch.bfloat16)
 
     # -- prediction -----------------------------------------------------------------------

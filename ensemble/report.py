@@ -79,6 +79,14 @@ def _interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def bootstrap_samples(n: int, bootstrap: int, seed: int) -> np.ndarray | None:
+    """``[bootstrap, n]`` row indices drawn with replacement (``None`` for no bootstrap);
+    the same ``seed`` gives the same resamples, so intervals of different tables pair up."""
+    if not bootstrap:
+        return None
+    return np.random.default_rng(seed).integers(0, n, size=(bootstrap, n))
+
+
 def score_models(
     y: np.ndarray,
     probas: Mapping[str, np.ndarray],
@@ -101,8 +109,7 @@ def score_models(
         0.75
     """
     y = np.asarray(y, dtype=np.int64)
-    rng = np.random.default_rng(seed)
-    samples = rng.integers(0, y.size, size=(bootstrap, y.size)) if bootstrap else None
+    samples = bootstrap_samples(y.size, bootstrap, seed)
     fns = _metric_fns(ece_bins)
     scores: dict[str, dict[str, dict[str, float]]] = {}
     for model, proba in probas.items():
@@ -154,8 +161,7 @@ def versus_best_expert(
         return {}
     right = {name: p.argmax(axis=1) == y for name, p in experts.items()}
     expert = max(right, key=lambda name: (right[name].mean(), name))
-    rng = np.random.default_rng(seed)
-    samples = rng.integers(0, y.size, size=(bootstrap, y.size)) if bootstrap else None
+    samples = bootstrap_samples(y.size, bootstrap, seed)
     result: dict[str, dict[str, Any]] = {}
     for label, proba in combined.items():
         hits = proba.argmax(axis=1) == y

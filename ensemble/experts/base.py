@@ -80,12 +80,13 @@ class _Rows(TorchDataset[dict[str, Any]]):
         return row
 
 
-class DerivedOutputs:
+class DerivedOutputs(ABC):
     """``embed`` and ``predict_proba`` from ``predict_logits`` (experts, bagged experts)."""
 
+    @abstractmethod
     def predict_logits(self, data: Any, *, batch_size: int = 64, return_features: bool = False,
                        progress: bool = True) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
+        """Logits ``[N, C]`` (and embeddings ``[N, D]`` with ``return_features``)."""
 
     def embed(self, data: Any, *, batch_size: int = 64, progress: bool = True) -> np.ndarray:
         """Pre-logit embeddings ``[N, D]`` (the classifier layer's input)."""
@@ -102,7 +103,7 @@ class DerivedOutputs:
         return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-class Expert(DerivedOutputs, ABC):
+class Expert(DerivedOutputs):
     """A pretrained classifier for one modality, fine-tuned on the shared label space.
 
     Subclasses implement :meth:`_collate_inputs`, :meth:`_forward`, :meth:`_classifier`,
