@@ -43,7 +43,7 @@ from threadpoolctl import threadpool_limits
 
 from ensemble._io import library_versions, write_json
 from ensemble.combiners import create_combiner, list_combiners
-from ensemble.combiners._math import log_softmax
+from ensemble.labels import log_softmax
 from ensemble.logits import LogitSet
 
 DEFAULT_OUTPUT = Path(__file__).parent / "results" / "combiners.json"
@@ -108,7 +108,7 @@ def bench_combiner(name: str, params: dict[str, Any], train: LogitSet, y: np.nda
 def bench_sklearn(train: LogitSet, y: np.ndarray, test: LogitSet,
                   y_test: np.ndarray) -> tuple[float, float, float]:
     def design(logit_set: LogitSet) -> np.ndarray:
-        return np.hstack([log_softmax(logit_set.logits[m]) for m in logit_set.modalities])
+        return np.hstack([log_softmax(logit_set.logits[m]) for m in logit_set.expert_names])
 
     model = LogisticRegression(max_iter=BASELINE_MAX_ITER)
     x_train, x_test = design(train), design(test)

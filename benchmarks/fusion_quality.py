@@ -101,13 +101,13 @@ def averaged(logits: LogitSet) -> np.ndarray:
     """Unweighted mean of the present experts' probabilities (absent experts skipped)."""
     mask = np.asarray(logits.mask, dtype=np.float64)
     probas = expert_probabilities(logits)
-    total = sum(probas[m] * mask[:, [j]] for j, m in enumerate(logits.modalities))
+    total = sum(probas[m] * mask[:, [j]] for j, m in enumerate(logits.expert_names))
     return total / np.maximum(mask.sum(axis=1, keepdims=True), 1.0)
 
 
 def _log_proba_design(logits: LogitSet) -> np.ndarray:
     probas = expert_probabilities(logits)  # absent experts: uniform
-    return np.hstack([np.log(np.clip(probas[m], 1e-12, None)) for m in logits.modalities])
+    return np.hstack([np.log(np.clip(probas[m], 1e-12, None)) for m in logits.expert_names])
 
 
 def sklearn_stacking(fit: LogitSet, y_fit: np.ndarray, test: LogitSet) -> np.ndarray:
@@ -124,7 +124,7 @@ def sklearn_stacking(fit: LogitSet, y_fit: np.ndarray, test: LogitSet) -> np.nda
 def best_expert(fit: LogitSet, y_fit: np.ndarray) -> str:
     """The expert with the highest validation accuracy (ties: lower NLL)."""
     scores = score_models(y_fit, expert_probabilities(fit), bootstrap=0)
-    return max(fit.modalities, key=lambda m: (scores[m]["accuracy"]["value"],
+    return max(fit.expert_names, key=lambda m: (scores[m]["accuracy"]["value"],
                                               -scores[m]["nll"]["value"]))
 
 
@@ -146,7 +146,7 @@ def run(fit: LogitSet, y_fit: np.ndarray, test: LogitSet, y_test: np.ndarray, *,
         combiner = create_combiner(name, **params.get(name, {})).fit(fit, y_fit)
         fit_seconds[name] = time.perf_counter() - start
         probas[name] = combiner.predict_proba(test)
-    hits = oracle_hits(y_test, experts, {m: test.present(m) for m in test.modalities})
+    hits = oracle_hits(y_test, experts, {m: test.present(m) for m in test.expert_names})
     scores = score_models(y_test, probas, oracle=hits, bootstrap=bootstrap, seed=seed)
     base_acc = scores[BEST_EXPERT]["accuracy"]["value"]
     oracle_acc = scores[ORACLE]["accuracy"]["value"]
@@ -231,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "n_fit": int(y_fit.size),
         "n_test": int(y_test.size),
         "n_classes": int(test.n_classes),
-        "modalities": list(test.modalities),
+        "experts": list(test.expert_names),
         "bootstrap": args.bootstrap,
         "confidence": 0.95,
         "combiner_params": {name: dict(params.get(name, {})) for name in methods},

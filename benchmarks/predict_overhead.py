@@ -187,7 +187,7 @@ def _batches(setup: Setup) -> dict[str, list[dict[str, Any]]]:
 
 
 def _collate(expert: Any, values: Sequence[Any]) -> dict[str, Any]:
-    return expert._collate_inputs(list(values), [str(i) for i in range(len(values))],
+    return expert.collate_inputs(list(values), [str(i) for i in range(len(values))],
                                   train=False)
 
 
@@ -199,7 +199,7 @@ def _forward_logits(setup: Setup, batches: Mapping[str, list[dict[str, Any]]],
     with torch.inference_mode():
         for name, expert in setup.predictor.experts.items():
             model = (models or {}).get(name, expert.model)
-            logits[name] = torch.cat([expert._forward(model, batch).float()
+            logits[name] = torch.cat([expert.forward(model, batch).float()
                                       for batch in batches[name]]).numpy()
     return logits
 

@@ -1,14 +1,20 @@
 """Fine-tuning overhead: our accelerate loop against a hand-written PyTorch loop and HF Trainer.
 
 Every contender trains the same model on the same rows, with the same collate function,
-batch size, AdamW settings, warm-up + cosine schedule and gradient clipping, for one
-epoch. Each run happens in a fresh subprocess (so peak memory is its own) and the
-contenders alternate round by round, so drift on a shared machine hits them alike. The
-score is samples per second over the epoch; the ratio against the raw loop of the same
-round is what matters.
+forward pass, loss (mean cross-entropy), batch size, AdamW settings, warm-up + cosine
+schedule and gradient clipping, for one epoch. Each run happens in a fresh subprocess (so
+peak memory is its own) and the contenders alternate round by round, so drift on a shared
+machine hits them alike. The score is samples per second over the epoch; the ratio against
+the raw loop of the same round is what matters.
 
     python benchmarks/train_overhead.py            # EfficientNet-Lite0 + MiniLM on emoji rows
-    python benchmarks/train_overhead.py --quick    # tiny models on synthetic data
+    python benchmarks/train_overhead.py --quick    # tiny models, same classes, synthetic rows
+
+``--quick`` takes the full mode's code path with smaller models: a timm EfficientNet loaded
+as pretrained from a local folder, and a text checkpoint laid out like all-MiniLM-L6-v2 (a
+sentence-transformers folder declaring mean pooling), so the text expert builds the same
+mean-pooling model, which returns logits and no loss. Every run checks the model class it
+trained against :data:`MODEL_CLASSES`.
 """
 
 from __future__ import annotations
@@ -16,13 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -30,32 +37,59 @@ RESULTS = Path(__file__).with_name("results")
 LEARNING_RATE = 1e-4
 MAX_GRAD_NORM = 1.0
 WARMUP_RATIO = 0.1
+IMAGE_CHECKPOINT = "timm/tf_efficientnet_lite0.in1k"
+TEXT_CHECKPOINT = "sentence-transformers/all-MiniLM-L6-v2"
+#: The model class each expert trains, in both modes (quick mode uses smaller instances).
+MODEL_CLASSES = {"image": "EfficientNet", "text": "MeanPoolingClassifier"}
 
 
 # -- worker side: one contender, one process ---------------------------------------------
 
 
-def _setup(expert_kind: str, quick: bool, rows: int, workdir: Path) -> tuple[Any, Any]:
-    from ensemble.data import class_names, load_emoji, make_synthetic
-    from ensemble.experts import ImageExpert, TextExpert
+def _tiny_image_checkpoint(folder: Path) -> Path:
+    """A random timm ``test_efficientnet`` saved as a timm folder, like the converted mirror."""
+    import timm
+    from timm.models import save_for_hf
+
+    model = timm.create_model("test_efficientnet", pretrained=False)
+    save_for_hf(model, str(folder), safe_serialization=True)
+    return folder
+
+
+def _tiny_text_checkpoint(folder: Path, words: Iterable[str]) -> Path:
+    """A tiny BERT in all-MiniLM-L6-v2's sentence-transformers layout (mean pooling)."""
     from ensemble.testing import build_tiny_text_checkpoint
 
-    if quick:
-        ds = make_synthetic(n_train=rows)
-        names = class_names(ds)
-        if expert_kind == "image":
-            expert = ImageExpert("test_resnet", names, pretrained=False, image_size=32)
-        else:
-            words = {w for text in ds["train"]["text"] for w in text.split()}
-            folder = build_tiny_text_checkpoint(workdir / "tiny-text", words)
-            expert = TextExpert(str(folder), names)
+    build_tiny_text_checkpoint(folder, words)
+    hidden = json.loads((folder / "config.json").read_text(encoding="utf-8"))["hidden_size"]
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling",
+         "type": "sentence_transformers.models.Pooling"},
+    ]
+    (folder / "modules.json").write_text(json.dumps(modules), encoding="utf-8")
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({
+        "word_embedding_dimension": hidden, "pooling_mode_cls_token": False,
+        "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
+    }), encoding="utf-8")
+    return folder
+
+
+def _setup(expert_kind: str, quick: bool, rows: int, workdir: Path) -> tuple[Any, Any]:
+    from ensemble import ImageExpert, TextExpert, class_names, load_emoji, make_synthetic
+
+    ds = make_synthetic(n_train=rows) if quick else load_emoji()
+    names = class_names(ds)
+    if expert_kind == "image":
+        image_checkpoint = (str(_tiny_image_checkpoint(workdir / "tiny-image")) if quick
+                            else IMAGE_CHECKPOINT)
+        expert: Any = ImageExpert(image_checkpoint, names, image_size=32 if quick else 112)
     else:
-        ds = load_emoji()
-        names = class_names(ds)
-        if expert_kind == "image":
-            expert = ImageExpert("timm/tf_efficientnet_lite0.in1k", names, image_size=112)
-        else:
-            expert = TextExpert("sentence-transformers/all-MiniLM-L6-v2", names, max_length=32)
+        text_checkpoint = (str(_tiny_text_checkpoint(
+            workdir / "tiny-text", {w for text in ds["train"]["text"] for w in text.split()}))
+            if quick else TEXT_CHECKPOINT)
+        expert = TextExpert(text_checkpoint, names, max_length=32)
     train = ds["train"].select(range(min(rows, len(ds["train"]))))
     return expert, train
 
@@ -67,15 +101,18 @@ def _run_ours(expert: Any, train: Any, batch_size: int) -> float:
     return expert.history_[-1].samples_per_second
 
 
+def _rows(expert: Any, train: Any) -> Any:
+    """The expert's own training rows: its input column and encoded labels."""
+    from ensemble.experts.torch_expert import InputRows
+
+    return InputRows(train, expert.column, range(len(train)), expert.encode_labels(train))
+
+
 def _loader(expert: Any, train: Any, batch_size: int) -> Any:
-    import numpy as np
     from torch.utils.data import DataLoader
 
-    from ensemble.experts.base import _Rows
-
-    labels = np.asarray(train["label"])
-    rows = _Rows(train, expert.input_column, range(len(train)), labels)
-    return DataLoader(rows, batch_size=batch_size, shuffle=True, collate_fn=expert._collate_train)
+    return DataLoader(_rows(expert, train), batch_size=batch_size, shuffle=True,
+                      collate_fn=expert.collate_train)
 
 
 def _schedule(optimizer: Any, total: int) -> Any:
@@ -108,7 +145,7 @@ def _run_raw(expert: Any, train: Any, batch_size: int) -> float:
     started = time.perf_counter()
     seen = 0
     for batch in loader:
-        loss = loss_fn(expert._forward(model, batch), batch["labels"])
+        loss = loss_fn(expert.forward(model, batch), batch["labels"])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
         optimizer.step()
@@ -119,28 +156,40 @@ def _run_raw(expert: Any, train: Any, batch_size: int) -> float:
 
 
 def _run_trainer(expert: Any, train: Any, batch_size: int) -> float:
-    """transformers.Trainer on the same rows and collate function (text experts only)."""
-    import numpy as np
+    """transformers.Trainer on the same rows, collate function, forward and loss (text only).
+
+    The text expert's mean-pooling model returns logits and no loss, so Trainer's default
+    ``compute_loss`` (which takes the loss from the model's outputs) cannot train it. The
+    documented way is to override ``compute_loss`` in a subclass and say, through
+    ``loss_is_scaled_for_ga``, that the loss is a per-batch mean.
+    """
+    import torch
     from transformers import Trainer, TrainingArguments
 
-    from ensemble.experts.base import _Rows
+    class ExpertTrainer(Trainer):
+        """Trainer whose loss is the other contenders': mean cross-entropy of the logits."""
 
-    def collate(rows: list[dict[str, Any]]) -> dict[str, Any]:
-        batch = expert._collate_train(rows)
-        return {**batch["inputs"], "labels": batch["labels"]}
+        loss_is_scaled_for_ga = False  # a per-batch mean: Trainer divides by accumulation
 
-    rows = _Rows(train, expert.input_column, range(len(train)), np.asarray(train["label"]))
+        def compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any],
+                         return_outputs: bool = False,
+                         num_items_in_batch: torch.Tensor | int | None = None) -> Any:
+            logits = expert.forward(model, inputs)
+            loss = torch.nn.functional.cross_entropy(logits, inputs["labels"])
+            return (loss, {"logits": logits}) if return_outputs else loss
+
     with tempfile.TemporaryDirectory() as output:
         args = TrainingArguments(
             output_dir=output, per_device_train_batch_size=batch_size, num_train_epochs=1,
             learning_rate=LEARNING_RATE, weight_decay=0.01, max_grad_norm=MAX_GRAD_NORM,
-            warmup_steps=WARMUP_RATIO,
+            warmup_steps=WARMUP_RATIO,  # a float below 1 is a ratio of the training steps
             lr_scheduler_type="cosine", report_to=[],
             save_strategy="no", logging_strategy="no", disable_tqdm=True,
             dataloader_num_workers=0, use_cpu=True, remove_unused_columns=False,
         )
-        trainer = Trainer(model=expert.model, args=args, train_dataset=rows,
-                          data_collator=collate)
+        trainer = ExpertTrainer(model=expert.model, args=args,
+                                train_dataset=_rows(expert, train),
+                                data_collator=expert.collate_train)
         metrics = trainer.train().metrics
     return float(metrics["train_samples_per_second"])
 
@@ -156,14 +205,15 @@ def worker(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as workdir:
         expert, train = _setup(args.expert, args.quick, args.rows, Path(workdir))
         rate = CONTENDERS[args.contender](expert, train, args.batch_size)
+        model = type(expert.model).__name__
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(json.dumps({"samples_per_second": rate, "peak_rss_mib": peak}))
+    print(json.dumps({"samples_per_second": rate, "peak_rss_mib": peak, "model": model}))
 
 
 # -- driver side ---------------------------------------------------------------------------
 
 
-def _spawn(expert: str, contender: str, args: argparse.Namespace) -> dict[str, float]:
+def _spawn(expert: str, contender: str, args: argparse.Namespace) -> dict[str, Any]:
     command = [sys.executable, __file__, "--worker", "--expert", expert,
                "--contender", contender, "--rows", str(args.rows),
                "--batch-size", str(args.batch_size)]
@@ -172,17 +222,28 @@ def _spawn(expert: str, contender: str, args: argparse.Namespace) -> dict[str, f
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{expert}/{contender} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    sample: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    if sample["model"] != MODEL_CLASSES[expert]:
+        raise RuntimeError(
+            f"{expert}/{contender} trained a {sample['model']}, not the "
+            f"{MODEL_CLASSES[expert]} of the full benchmark; --quick must build the same "
+            "model class (update MODEL_CLASSES only if the full mode's model changed)."
+        )
+    return sample
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     plan = {"image": ["raw", "ours"], "text": ["raw", "ours", "trainer"]}
     results: dict[str, Any] = {
         "quick": args.quick, "rows": args.rows, "batch_size": args.batch_size,
-        "rounds": args.rounds, "experts": {},
+        "rounds": args.rounds, "date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(),
+        # 1-minute load average before and after: above the core count, other work shared
+        # the machine (the ratios still hold, as the contenders alternate).
+        "load_average": {"start": round(os.getloadavg()[0], 2)},
+        "models": dict(MODEL_CLASSES), "experts": {},
     }
     for expert, contenders in plan.items():
-        runs: dict[str, list[dict[str, float]]] = {c: [] for c in contenders}
+        runs: dict[str, list[dict[str, Any]]] = {c: [] for c in contenders}
         for round_index in range(args.rounds):
             order = contenders if round_index % 2 == 0 else list(reversed(contenders))
             for contender in order:
@@ -203,6 +264,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 [o["samples_per_second"] / t["samples_per_second"]
                  for o, t in zip(runs["ours"], runs["trainer"], strict=True)]), 3)
         results["experts"][expert] = summary
+    results["load_average"]["end"] = round(os.getloadavg()[0], 2)
     return results
 
 
@@ -236,12 +298,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         worker(args)
         return None
     results = run(args)
-    from ensemble._io import atomic_write_text
-
     name = "train_overhead_quick.json" if args.quick else "train_overhead.json"
     out = Path(args.out) if args.out else RESULTS / name
-    atomic_write_text(out, json.dumps(results, indent=2) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(_table(results))
+    load = results["load_average"]
+    print(f"{results['date']}, {results['cpus']} CPUs, 1-min load average {load['start']} at "
+          f"the start, {load['end']} at the end; models: {results['models']}")
     print(f"wrote {out}")
     return results
 

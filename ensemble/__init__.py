@@ -1,4 +1,4 @@
-"""ensemble: late-fusion ensembles over pretrained image and text models.
+"""ensemble: late-fusion ensembles over pretrained models, one expert per named input.
 
 The public API is re-exported here and imported lazily, so ``import ensemble`` stays fast
 and only the parts you use load torch, timm or transformers.
@@ -25,8 +25,20 @@ _EXPORTS: dict[str, str] = {
     "load_emoji": "data",
     "load_multimodal": "data",
     "make_synthetic": "data",
+    # labels
+    "LabelSpace": "labels",
     # experts
     "Expert": "experts",
+    "PrecomputedExpert": "experts",
+    "TabularExpert": "experts",
+    "create_expert": "experts",
+    "list_experts": "experts",
+    "register_expert": "experts",
+    # combiners
+    "create_combiner": "combiners",
+    "list_combiners": "combiners",
+    "load_combiner": "combiners",
+    "register_combiner": "combiners",
     "ImageExpert": "experts",
     "TextExpert": "experts",
     "TrainingConfig": "experts",
@@ -54,23 +66,33 @@ __all__ = [
     "Expert",
     "FusionPredictor",
     "ImageExpert",
+    "LabelSpace",
     "LogitCache",
     "LogitSet",
     "OfflineMirror",
     "Pipeline",
+    "PrecomputedExpert",
     "Provenance",
     "Recipe",
+    "TabularExpert",
     "TextExpert",
     "TrainingConfig",
     "__version__",
     "class_names",
+    "create_combiner",
+    "create_expert",
     "exceptions",
+    "list_combiners",
+    "list_experts",
     "list_mirrors",
+    "load_combiner",
     "load_emoji",
     "load_expert",
     "load_multimodal",
     "load_recipe",
     "make_synthetic",
+    "register_combiner",
+    "register_expert",
     "register_mirror",
     "resolve_image_checkpoint",
     "resolve_text_checkpoint",
@@ -84,8 +106,21 @@ if TYPE_CHECKING:
         resolve_image_checkpoint,
         resolve_text_checkpoint,
     )
+    from .combiners import create_combiner, list_combiners, load_combiner, register_combiner
     from .data import class_names, load_emoji, load_multimodal, make_synthetic
-    from .experts import Expert, ImageExpert, TextExpert, TrainingConfig, load_expert
+    from .experts import (
+        Expert,
+        ImageExpert,
+        PrecomputedExpert,
+        TabularExpert,
+        TextExpert,
+        TrainingConfig,
+        create_expert,
+        list_experts,
+        load_expert,
+        register_expert,
+    )
+    from .labels import LabelSpace
     from .logits import LogitCache, LogitSet, Provenance
     from .pipeline import Pipeline
     from .predictor import FusionPredictor

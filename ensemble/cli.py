@@ -3,7 +3,8 @@
     ensemble run recipes/quickstart.yaml                 # every stage, skipping finished ones
     ensemble finetune|logits|fuse|evaluate RECIPE.yaml   # stop after that stage
     ensemble evaluate --bundle runs/quickstart/bundle --data data/pets.csv   # a saved bundle
-    ensemble predict runs/quickstart/bundle --image cat.png --text "a cat"   # JSON out
+    ensemble predict runs/quickstart/bundle --input image=cat.png --input text="a cat"  # JSON
+    ensemble predict runs/quickstart/bundle --data rows.csv --out predictions.csv  # a file
 
 Errors a user can fix print one line on stderr and exit non-zero (see :data:`EXIT_CODES`);
 ``--quiet`` keeps stderr to errors and stdout to results.
@@ -97,13 +98,26 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "evaluate":
             _add_bundle_evaluation_arguments(sub)
     predict = commands.add_parser(
-        "predict", parents=[quiet], help="predict with a saved bundle; prints JSON",
+        "predict", parents=[quiet], help="predict with a saved bundle (JSON, or a file)",
         description="Predict with a bundle written by `ensemble run` (runs/<name>/bundle). "
-                    "Give --image and/or --text once per example; pair them by position, "
-                    "use '-' for a missing one.")
+                    "Give inputs by column with --input COLUMN=VALUE, once per example (values "
+                    "of one column pair up with the other columns' by position; '-' marks a "
+                    "missing input); --image/--text are shortcuts when the bundle has exactly "
+                    "one image/text column. Or predict every row of a file with --data/--out.")
     predict.add_argument("bundle", help="bundle directory")
-    predict.add_argument("--image", action="append", default=[], metavar="PATH")
-    predict.add_argument("--text", action="append", default=[], metavar="TEXT")
+    predict.add_argument("--input", dest="inputs", action="append", default=[],
+                         metavar="COLUMN=VALUE", help="an input by column name (repeatable)")
+    predict.add_argument("--image", action="append", default=[], metavar="PATH",
+                         help="shortcut for the bundle's one image column")
+    predict.add_argument("--text", action="append", default=[], metavar="TEXT",
+                         help="shortcut for the bundle's one text column")
+    predict.add_argument("--data", metavar="FILE",
+                         help="predict every row of a csv/tsv/json/jsonl/parquet file whose "
+                              "columns are the bundle's input columns (relative image paths "
+                              "are read from the file's folder); needs --out")
+    predict.add_argument("--out", metavar="FILE",
+                         help="where --data predictions go (.csv, .jsonl or .parquet): id, "
+                              "prediction, confidence and one probability column per class")
     predict.add_argument("--top-k", type=int, default=0, metavar="K",
                          help="only the K most probable classes per example (default: all)")
     predict.add_argument("--batch-size", type=int, default=None)
@@ -123,7 +137,9 @@ def _add_bundle_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--data", metavar="PATH_OR_NAME",
                        help="dataset: a csv/json/parquet file, a folder, a saved dataset or a "
                             "Hub name")
-    group.add_argument("--split", default="test", help="split to score (default: test)")
+    group.add_argument("--split", default=None,
+                       help="split to score (default: test, or the only split of a single "
+                            "file)")
     group.add_argument("--out", metavar="DIR",
                        help="report folder (default: <bundle>-report-<split> next to the "
                             "bundle); replaced as a whole")
@@ -165,6 +181,8 @@ def _evaluate_bundle(args: argparse.Namespace) -> int:
         options["image_root"] = args.image_root
     predictor = _load_predictor(args.bundle, args)
     dataset = load_multimodal(args.data, **options)
+    if args.split is None:
+        args.split = "test" if "test" in dataset or len(dataset) != 1 else next(iter(dataset))
     if args.split not in dataset:
         raise DataError(f"{args.data!r} has no split {args.split!r} (splits: "
                         f"{sorted(dataset)!r}); pass --split.")
@@ -232,44 +250,91 @@ def _stage_handler(command: str) -> Callable[[argparse.Namespace], int]:
     return handler
 
 
-def _pairs(images: list[str], texts: list[str]) -> tuple[list[str | None], list[str | None]]:
-    n = max(len(images), len(texts))
-    if n == 0:
-        raise DataError("give at least one --image PATH or --text TEXT.")
-    if images and texts and len(images) != len(texts):
+def _input_columns(args: argparse.Namespace) -> dict[str, list[str | None]]:
+    """``--input COLUMN=VALUE`` (and the shortcuts) as column -> values; checked before any
+    model is loaded."""
+    columns: dict[str, list[str | None]] = {}
+    for pair in args.inputs:
+        column, sep, value = pair.partition("=")
+        if not sep or not column.strip():
+            raise ConfigError(f"--input expects COLUMN=VALUE (e.g. --input title='a red apple'), "
+                              f"got {pair!r}.")
+        columns.setdefault(column.strip(), []).append(None if value == "-" else value)
+    sizes = {column: len(values) for column, values in columns.items()}
+    for flag, values in (("--image", args.image), ("--text", args.text)):
+        if values:
+            sizes[flag] = len(values)
+    if len(set(sizes.values())) > 1:
         raise DataError(
-            f"got {len(images)} --image and {len(texts)} --text values; give them in pairs "
-            "(use '-' for a missing one)."
+            f"every input needs one value per example (use '-' for a missing one); got {sizes}."
         )
+    return columns
 
-    def column(values: list[str]) -> list[str | None]:
-        return [None if v == "-" else v for v in values] if values else [None] * n
 
-    return column(images), column(texts)
+def _check_predict_arguments(args: argparse.Namespace) -> dict[str, list[str | None]]:
+    columns = _input_columns(args)
+    given = bool(columns or args.image or args.text)
+    if args.data is not None:
+        if given:
+            raise ConfigError("give either --data FILE (with --out) or --input/--image/--text "
+                              "values, not both.")
+        if not args.out:
+            raise ConfigError("--data needs --out FILE for the predictions (.csv, .jsonl or "
+                              ".parquet).")
+        if not os.path.isfile(args.data):
+            raise DataError(f"--data {args.data!r} does not exist; check the path.")
+        if os.path.splitext(args.out)[1].lower() not in (".csv", ".jsonl", ".parquet"):
+            raise ConfigError(f"--out {args.out!r} must end in .csv, .jsonl or .parquet.")
+    elif not given:
+        raise DataError("give at least one --input COLUMN=VALUE (or --image PATH / --text "
+                        "TEXT), or --data FILE --out FILE.")
+    if args.out and args.data is None:
+        raise ConfigError("--out is for --data predictions; drop it or add --data FILE.")
+    if args.top_k < 0:
+        raise ConfigError(f"--top-k must be >= 0, got {args.top_k}.")
+    for path in args.image:
+        if path != "-" and not os.path.isfile(path):
+            raise DataError(f"--image {path!r} does not exist; check the path.")
+    if not os.path.isdir(args.bundle):
+        raise ArtifactError(f"{args.bundle!r} is not a bundle directory; give the folder "
+                            "written by `ensemble run` (runs/<name>/bundle).")
+    return columns
 
 
 def _predict(args: argparse.Namespace) -> int:
+    columns = _check_predict_arguments(args)
     predictor = _load_predictor(args.bundle, args)
-    images, texts = _pairs(args.image, args.text)
-    for path in images:
-        if path is not None and not os.path.isfile(path):
-            raise DataError(f"--image {path!r} does not exist; check the path.")
-    modalities = {e.modality for e in predictor.experts.values()}
-    given = {"image": args.image, "text": args.text}
-    unused = sorted(m for m, values in given.items() if values and m not in modalities)
-    if unused:
-        raise ModalityError(
-            f"--{unused[0]} was given but the bundle has no {unused[0]} expert (it reads "
-            f"{sorted(modalities)!r}); drop the option."
-        )
-    rows = predictor.explain(images=images if "image" in modalities else None,
-                             texts=texts if "text" in modalities else None)
-    for row, image, text in zip(rows, images, texts, strict=True):
+    if args.data is not None:
+        return _predict_file(predictor, args)
+    shortcuts = {"images": [None if v == "-" else v for v in args.image] or None,
+                 "texts": [None if v == "-" else v for v in args.text] or None}
+    for column, modality in predictor.columns.items():
+        if modality == "image":
+            for path in columns.get(column, []):
+                if path is not None and not os.path.isfile(path):
+                    raise DataError(f"--input {column}={path!r}: no such image file.")
+    rows = predictor.explain(columns or None, **shortcuts)
+    given = dict(columns)
+    for flag, key in (("image", "images"), ("text", "texts")):
+        if shortcuts[key] is not None:
+            given[flag] = shortcuts[key]
+    for i, row in enumerate(rows):
         row.pop("id", None)
-        row["input"] = {"image": image, "text": text}
+        row["input"] = {column: values[i] for column, values in given.items()}
         if args.top_k > 0:
             _keep_top(row, args.top_k)
     print(json.dumps({"predictions": rows}, indent=2))
+    return 0
+
+
+def _predict_file(predictor: Any, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .prediction_files import predict_file
+
+    count = predict_file(predictor, Path(args.data), Path(args.out))
+    if not args.quiet:
+        print(f"{count} predictions: {args.out}", file=sys.stderr)
     return 0
 
 

@@ -30,9 +30,7 @@ import numpy as np
 
 from ._io import atomic_directory, read_json, read_verified_tensors, write_json, write_tensors
 from .exceptions import ConfigError, DataError
-from .experts.bagged import BaggedExpert
-from .experts.base import Expert, load_expert
-from .experts.training import TrainingConfig
+from .experts import BaggedExpert, Expert, load_expert
 from .logits import LogitSet, Provenance
 
 __all__ = ["CrossFitResult", "cross_fit", "fold_indices", "pool_splits"]
@@ -88,7 +86,7 @@ def cross_fit(
     pool: Any,
     *,
     folds: int,
-    config: TrainingConfig | None = None,
+    config: Any = None,
     seed: int = 0,
     work_dir: str | Path | None = None,
     label_column: str = "label",
@@ -97,6 +95,8 @@ def cross_fit(
     features: bool = True,
     trained_on: Sequence[str] = (),
     modality: str | None = None,
+    log: Callable[[str], None] | None = None,
+    name: str = "",
 ) -> CrossFitResult:
     """Fine-tune one expert per fold of ``pool`` and collect out-of-fold logits.
 
@@ -108,7 +108,6 @@ def cross_fit(
     training checkpoints so an interrupted call resumes. One process only: under
     ``torchrun`` every process would write the fold artifacts.
     """
-    config = config or TrainingConfig()
     labels = _labels(pool, label_column)
     held_out_rows = fold_indices(labels, folds, seed)
     work = Path(work_dir) if work_dir is not None else None
@@ -118,6 +117,8 @@ def cross_fit(
         fold_dir = work / f"fold-{index}" if work is not None else None
         done = _load_fold(fold_dir, held_out) if fold_dir is not None else None
         if done is None:
+            if log is not None:
+                log(f"fit {name or 'expert'}: fold {index + 1}/{folds}")
             done = _fit_fold(make_expert, pool, held_out, config, fold_dir,
                              batch_size=batch_size, features=features)
         members.append(done[0])
@@ -136,16 +137,15 @@ def _labels(pool: Any, label_column: str) -> np.ndarray:
 
 
 def _fit_fold(make_expert: Callable[[], Expert], pool: Any, held_out: np.ndarray,
-              config: TrainingConfig, fold_dir: Path | None, *, batch_size: int,
+              config: Any, fold_dir: Path | None, *, batch_size: int,
               features: bool) -> tuple[Expert, np.ndarray, np.ndarray | None]:
     train_rows = np.setdiff1d(np.arange(len(pool)), held_out)
     expert = make_expert()
-    fold_config = config.updated(early_stopping_patience=None)
-    if fold_dir is not None:
-        fold_config = fold_config.updated(output_dir=str(fold_dir / "training"), resume=True)
+    fold_config = expert.fold_config(config, fold_dir / "training" if fold_dir else None)
     expert.fit(pool.select(train_rows), None, config=fold_config)
     output = expert.predict_logits(pool.select(held_out), batch_size=batch_size,
-                                   return_features=features, progress=config.progress)
+                                   return_features=features,
+                                   progress=bool(getattr(config, "progress", True)))
     logits, embedded = output if features else (output, None)
     if fold_dir is not None:
         with atomic_directory(fold_dir / "done") as tmp:

@@ -8,7 +8,7 @@ working.
 
 from __future__ import annotations
 
-from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+from typing import Any
 
 __all__ = [
     "AlignmentError",
@@ -21,6 +21,7 @@ __all__ = [
     "EnsembleError",
     "InvalidImageError",
     "InvalidLogitsError",
+    "InvalidTabularError",
     "InvalidTextError",
     "LabelError",
     "LeakageError",
@@ -49,6 +50,10 @@ class InvalidImageError(DataError):
 
 class InvalidTextError(DataError):
     """A text input is empty, not a string or cannot be decoded."""
+
+
+class InvalidTabularError(DataError):
+    """A tabular input (a group of numeric and categorical columns) holds an unusable value."""
 
 
 class LabelError(DataError):
@@ -95,5 +100,21 @@ class UnknownNameError(EnsembleError, LookupError):
     """A registry name is unknown; the message suggests close matches."""
 
 
-class NotFittedError(EnsembleError, _SklearnNotFittedError):
-    """An estimator was used before ``fit``; also scikit-learn's ``NotFittedError``."""
+def _not_fitted_error() -> type:
+    from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+
+    class NotFittedError(EnsembleError, SklearnNotFittedError):
+        """An estimator was used before ``fit``; also scikit-learn's ``NotFittedError``."""
+
+    NotFittedError.__module__ = __name__
+    return NotFittedError
+
+
+def __getattr__(name: str) -> Any:
+    # NotFittedError derives from scikit-learn's, whose import takes seconds: built on first
+    # use so that `import ensemble` (and every CLI call) does not pay for it.
+    if name == "NotFittedError":
+        cls = _not_fitted_error()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,7 @@
 """The logit store: per-expert logits on one split, with their provenance.
 
 A :class:`LogitSet` is what every combiner is fitted on. It holds, for ``N`` examples and
-``C`` classes, one float32 ``[N, C]`` logit matrix per named expert (modality), optional
+``C`` classes, one float32 ``[N, C]`` logit matrix per named expert (expert_name), optional
 pre-logit features ``[N, D]`` per expert, a boolean presence mask ``[N, M]``, the example
 ids, the ordered class names and, per expert, where the numbers came from.
 
@@ -9,7 +9,7 @@ Example:
     >>> import numpy as np
     >>> ls = LogitSet({"image": np.zeros((2, 3)), "text": np.ones((2, 3))},
     ...               class_names=["a", "b", "c"], ids=["x", "y"])
-    >>> ls.modalities, ls.n_rows, ls.n_classes
+    >>> ls.expert_names, ls.n_rows, ls.n_classes
     (('image', 'text'), 2, 3)
 """
 
@@ -42,6 +42,7 @@ from .exceptions import (
     LeakageError,
     ModalityError,
 )
+from .labels import softmax
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -132,7 +133,7 @@ class LogitSet:
     def __post_init__(self) -> None:
         if not isinstance(self.logits, Mapping) or not self.logits:
             raise InvalidLogitsError(
-                "logits must be a non-empty mapping {modality: array [N, C]}, "
+                "logits must be a non-empty mapping {expert_name: array [N, C]}, "
                 f"got {type(self.logits).__name__}."
             )
         names = [str(c) for c in self.class_names]
@@ -142,35 +143,35 @@ class LogitSet:
             )
         logits: dict[str, np.ndarray] = {}
         rows: int | None = None
-        for modality, values in self.logits.items():
-            if not isinstance(modality, str) or not modality:
-                raise ModalityError(f"modality names must be non-empty strings, got {modality!r}.")
-            array = _as_logits(modality, values, rows=rows)
+        for expert_name, values in self.logits.items():
+            if not isinstance(expert_name, str) or not expert_name:
+                raise ModalityError(f"expert names must be non-empty strings, got {expert_name!r}.")
+            array = _as_logits(expert_name, values, rows=rows)
             rows = array.shape[0]
             if array.shape[1] != len(names):
                 raise ClassMismatchError(
-                    f"logits for {modality!r} have {array.shape[1]} columns but there are "
+                    f"logits for {expert_name!r} have {array.shape[1]} columns but there are "
                     f"{len(names)} class names; give the expert's own class list."
                 )
-            logits[modality] = array
+            logits[expert_name] = array
         assert rows is not None
-        modalities = tuple(logits)
-        mask = self._build_mask(modalities, rows)
-        for j, modality in enumerate(modalities):
-            array = logits[modality].copy()
+        expert_names = tuple(logits)
+        mask = self._build_mask(expert_names, rows)
+        for j, expert_name in enumerate(expert_names):
+            array = logits[expert_name].copy()
             array[~mask[:, j]] = 0.0
             bad = ~np.isfinite(array).all(axis=1)
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
                 ident = self._raw_ids(rows)[row]
                 raise InvalidLogitsError(
-                    f"logits for {modality!r} hold NaN/inf in {int(bad.sum())} present row(s), "
+                    f"logits for {expert_name!r} hold NaN/inf in {int(bad.sum())} present row(s), "
                     f"first at example id {ident!r}; fix the expert, or mark the rows missing "
                     "in the mask."
                 )
             array.setflags(write=False)
-            logits[modality] = array
-        features = self._build_features(modalities, rows, mask)
+            logits[expert_name] = array
+        features = self._build_features(expert_names, rows, mask)
         ids = self._raw_ids(rows)
         if len(set(ids.tolist())) != rows:
             values, counts = np.unique(ids, return_counts=True)
@@ -179,9 +180,9 @@ class LogitSet:
             )
         ids.setflags(write=False)
         mask.setflags(write=False)
-        unknown = set(self.provenance) - set(modalities)
+        unknown = set(self.provenance) - set(expert_names)
         if unknown:
-            raise ModalityError(f"provenance names unknown modalities {sorted(unknown)!r}.")
+            raise ModalityError(f"provenance names unknown experts {sorted(unknown)!r}.")
         object.__setattr__(self, "logits", logits)
         object.__setattr__(self, "class_names", tuple(names))
         object.__setattr__(self, "ids", ids)
@@ -199,36 +200,36 @@ class LogitSet:
             raise AlignmentError(f"got {ids.shape[0]} ids for {rows} rows of logits.")
         return ids
 
-    def _build_mask(self, modalities: tuple[str, ...], rows: int) -> np.ndarray:
-        return _mask_array(self.mask, modalities, rows)
+    def _build_mask(self, expert_names: tuple[str, ...], rows: int) -> np.ndarray:
+        return _mask_array(self.mask, expert_names, rows)
 
 
     def _build_features(
-        self, modalities: tuple[str, ...], rows: int, mask: np.ndarray
+        self, expert_names: tuple[str, ...], rows: int, mask: np.ndarray
     ) -> dict[str, np.ndarray]:
         features: dict[str, np.ndarray] = {}
-        for modality, values in (self.features or {}).items():
-            if modality not in modalities:
+        for expert_name, values in (self.features or {}).items():
+            if expert_name not in expert_names:
                 raise ModalityError(
-                    f"features given for {modality!r}, which has no logits; "
-                    f"known: {list(modalities)!r}."
+                    f"features given for {expert_name!r}, which has no logits; "
+                    f"known: {list(expert_names)!r}."
                 )
             array = np.array(values, dtype=np.float32)
             if array.ndim != 2 or array.shape[0] != rows:
                 raise InvalidLogitsError(
-                    f"features for {modality!r} must be [N={rows}, D], got {array.shape}."
+                    f"features for {expert_name!r} must be [N={rows}, D], got {array.shape}."
                 )
-            array[~mask[:, modalities.index(modality)]] = 0.0
+            array[~mask[:, expert_names.index(expert_name)]] = 0.0
             if not np.isfinite(array).all():
-                raise InvalidLogitsError(f"features for {modality!r} hold NaN/inf values.")
+                raise InvalidLogitsError(f"features for {expert_name!r} hold NaN/inf values.")
             array.setflags(write=False)
-            features[modality] = array
+            features[expert_name] = array
         return features
 
     # -- basic properties -----------------------------------------------------------------
 
     @property
-    def modalities(self) -> tuple[str, ...]:
+    def expert_names(self) -> tuple[str, ...]:
         """Expert names, in column order of :attr:`mask`."""
         return tuple(self.logits)
 
@@ -244,26 +245,37 @@ class LogitSet:
         return self.n_rows
 
     def __repr__(self) -> str:
-        present = {m: int(self.present(m).sum()) for m in self.modalities}
+        present = {m: int(self.present(m).sum()) for m in self.expert_names}
         return (
             f"LogitSet(n_rows={self.n_rows}, classes={list(self.class_names)!r}, "
             f"present={present}, features={sorted(self.features or {})})"
         )
 
-    def present(self, modality: str) -> np.ndarray:
-        """Boolean ``[N]`` vector: rows where ``modality`` is available."""
-        self._check_modality(modality)
-        return self.mask[:, self.modalities.index(modality)]  # type: ignore[index]
+    def present(self, expert_name: str) -> np.ndarray:
+        """Boolean ``[N]`` vector: rows where ``expert_name`` is available."""
+        self._check_expert(expert_name)
+        return self.mask[:, self.expert_names.index(expert_name)]  # type: ignore[index]
 
-    def _check_modality(self, modality: str) -> None:
-        if modality not in self.logits:
+    def _check_expert(self, expert_name: str) -> None:
+        if expert_name not in self.logits:
             raise ModalityError(
-                f"no logits for modality {modality!r}; this LogitSet has {list(self.modalities)!r}."
+                f"no logits for expert {expert_name!r}; this LogitSet has "
+                f"{list(self.expert_names)!r}."
             )
+
+    def probabilities(self) -> dict[str, np.ndarray]:
+        """Each expert's softmax probabilities ``[N, C]`` (float64); rows where the expert
+        is absent get the uniform distribution."""
+        out = {}
+        for j, name in enumerate(self.expert_names):
+            proba = softmax(np.asarray(self.logits[name], dtype=np.float64), axis=1)
+            proba[~self.mask[:, j]] = 1.0 / self.n_classes
+            out[name] = proba
+        return out
 
     def stacked(self) -> np.ndarray:
         """All logits as one ``[N, M, C]`` float32 array (missing rows are zeros)."""
-        return np.stack([self.logits[m] for m in self.modalities], axis=1)
+        return np.stack([self.logits[m] for m in self.expert_names], axis=1)
 
     # -- derived sets ---------------------------------------------------------------------
 
@@ -284,12 +296,12 @@ class LogitSet:
             features={m: a[index] for m, a in (self.features or {}).items()},
         )
 
-    def select(self, modalities: Iterable[str]) -> LogitSet:
+    def select(self, expert_names: Iterable[str]) -> LogitSet:
         """Only the named experts, in the given order."""
-        names = list(modalities)
+        names = list(expert_names)
         for name in names:
-            self._check_modality(name)
-        columns = [self.modalities.index(m) for m in names]
+            self._check_expert(name)
+        columns = [self.expert_names.index(m) for m in names]
         return self._derive(
             logits={m: self.logits[m] for m in names},
             mask=np.asarray(self.mask)[:, columns],
@@ -299,7 +311,7 @@ class LogitSet:
 
     def with_mask(self, mask: np.ndarray | Mapping[str, np.ndarray]) -> LogitSet:
         """A copy whose presence mask is ANDed with ``mask`` (e.g. to simulate missing data)."""
-        new = _mask_array(mask, self.modalities, self.n_rows)
+        new = _mask_array(mask, self.expert_names, self.n_rows)
         return self._derive(mask=np.asarray(self.mask) & new)
 
     def allow_leakage(self) -> LogitSet:
@@ -356,12 +368,12 @@ class LogitSet:
         Example:
             >>> a = LogitSet({"image": np.zeros((2, 2))}, ["x", "y"], ids=["1", "2"])
             >>> b = LogitSet({"text": np.ones((2, 2))}, ["y", "x"], ids=["2", "1"])
-            >>> a.merge(b).modalities
+            >>> a.merge(b).expert_names
             ('image', 'text')
         """
-        clash = set(self.modalities) & set(other.modalities)
+        clash = set(self.expert_names) & set(other.expert_names)
         if clash:
-            raise ModalityError(f"both sets hold modalities {sorted(clash)!r}; rename one.")
+            raise ModalityError(f"both sets hold experts {sorted(clash)!r}; rename one.")
         if set(np.asarray(self.ids).tolist()) != set(np.asarray(other.ids).tolist()):
             raise AlignmentError(
                 "the two sets cover different example ids; compute both on the same split."
@@ -399,14 +411,14 @@ class LogitSet:
         """Write ``config.json`` + ``logits.safetensors`` atomically into ``directory``."""
         directory = Path(directory)
         tensors: dict[str, np.ndarray] = {"mask": np.asarray(self.mask, dtype=np.uint8)}
-        for modality, array in self.logits.items():
-            tensors[f"logits.{modality}"] = array
-        for modality, array in (self.features or {}).items():
-            tensors[f"features.{modality}"] = array
+        for expert_name, array in self.logits.items():
+            tensors[f"logits.{expert_name}"] = array
+        for expert_name, array in (self.features or {}).items():
+            tensors[f"features.{expert_name}"] = array
         config = {
             "kind": "LogitSet",
             "format_version": FORMAT_VERSION,
-            "modalities": list(self.modalities),
+            "experts": list(self.expert_names),
             "class_names": list(self.class_names),
             "ids": [str(i) for i in np.asarray(self.ids).tolist()],
             "features": sorted(self.features or {}),
@@ -430,8 +442,8 @@ class LogitSet:
         tensors = read_verified_tensors(directory / _TENSORS, config.get("tensors_sha256"),
                                         remedy="Recompute the logits.")
         try:
-            modalities = [str(m) for m in config["modalities"]]
-            logits = {m: tensors[f"logits.{m}"] for m in modalities}
+            expert_names = [str(m) for m in config["experts"]]
+            logits = {m: tensors[f"logits.{m}"] for m in expert_names}
             features = {m: tensors[f"features.{m}"] for m in config.get("features", [])}
             mask = tensors["mask"].astype(bool)
             provenance = {
@@ -470,7 +482,7 @@ class LogitSet:
 
         With ``cache`` (a :class:`LogitCache` or a directory), logits already computed for
         the same expert weights, dataset fingerprint and split are read back instead of
-        recomputed. Rows whose input for an expert's modality is ``None`` are marked
+        recomputed. Rows whose input for an expert's expert_name is ``None`` are marked
         missing for that expert.
 
         Example:
@@ -485,10 +497,10 @@ class LogitSet:
         reference = names[0]
         parts: list[LogitSet] = []
         dataset_fingerprint = str(getattr(dataset, "_fingerprint", "") or "")
-        for modality, expert in experts.items():
+        for name, expert in experts.items():
             if set(expert.class_names) != set(reference):
                 raise ClassMismatchError(
-                    f"expert {modality!r} predicts {list(expert.class_names)!r} but the first "
+                    f"expert {name!r} predicts {list(expert.class_names)!r} but the first "
                     f"expert predicts {reference!r}; fine-tune all experts on one label space."
                 )
             provenance = Provenance(
@@ -497,13 +509,13 @@ class LogitSet:
                 fingerprint=expert.fingerprint(),
                 split=split,
                 dataset_fingerprint=dataset_fingerprint,
-                trained_on=tuple(getattr(expert, "trained_on_", ()) or ()),
+                trained_on=_seen_fingerprints(expert, dataset),
             )
             key = (cache.key(provenance, features=features, id_column=id_column)
                    if cache is not None else "")
             part = cache.get(key) if cache is not None else None
             if part is None:
-                part = _compute_part(modality, expert, dataset, provenance,
+                part = _compute_part(name, expert, dataset, provenance,
                                      batch_size=batch_size, features=features,
                                      id_column=id_column)
                 if cache is not None:
@@ -516,34 +528,43 @@ class LogitSet:
 
 
 def _mask_array(
-    mask: np.ndarray | Mapping[str, np.ndarray] | None, modalities: tuple[str, ...], rows: int
+    mask: np.ndarray | Mapping[str, np.ndarray] | None, expert_names: tuple[str, ...], rows: int
 ) -> np.ndarray:
     """A fresh boolean ``[rows, M]`` presence mask from an array, a mapping or ``None``."""
     if mask is None:
-        return np.ones((rows, len(modalities)), dtype=bool)
+        return np.ones((rows, len(expert_names)), dtype=bool)
     if isinstance(mask, Mapping):
-        extra = set(mask) - set(modalities)
+        extra = set(mask) - set(expert_names)
         if extra:
             raise ModalityError(
-                f"mask names modalities {sorted(extra)!r} that have no logits; "
-                f"known: {list(modalities)!r}."
+                f"mask names experts {sorted(extra)!r} that have no logits; "
+                f"known: {list(expert_names)!r}."
             )
         columns = [
             np.asarray(mask.get(m, np.ones(rows, dtype=bool)), dtype=bool).reshape(-1)
-            for m in modalities
+            for m in expert_names
         ]
         array = np.stack(columns, axis=1)
     else:
         array = np.array(mask, dtype=bool)
-    if array.shape != (rows, len(modalities)):
+    if array.shape != (rows, len(expert_names)):
         raise ModalityError(
-            f"mask must have shape [N, M] = {(rows, len(modalities))}, got {array.shape}."
+            f"mask must have shape [N, M] = {(rows, len(expert_names))}, got {array.shape}."
         )
     return array
 
 
+def _seen_fingerprints(expert: Any, dataset: Any) -> tuple[str, ...]:
+    """The dataset fingerprints ``expert`` was trained on (``seen_fingerprints`` when the
+    expert has it: some kinds know per dataset, e.g. precomputed scores with train ids)."""
+    seen = getattr(expert, "seen_fingerprints", None)
+    if seen is not None:
+        return tuple(seen(dataset))
+    return tuple(getattr(expert, "trained_on_", ()) or ())
+
+
 def _compute_part(
-    modality: str,
+    expert_name: str,
     expert: LogitSource,
     dataset: Dataset,
     provenance: Provenance,
@@ -568,12 +589,12 @@ def _compute_part(
         mask = np.array([value is not None for value in dataset[input_column]], dtype=bool)
         mask = mask[:, None]
     return LogitSet(
-        {modality: logits},
+        {expert_name: logits},
         list(expert.class_names),
         ids=ids,
         mask=mask,
-        features={modality: embedded} if embedded is not None else None,
-        provenance={modality: provenance},
+        features={expert_name: embedded} if embedded is not None else None,
+        provenance={expert_name: provenance},
     )
 
 

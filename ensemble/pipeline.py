@@ -38,14 +38,7 @@ from ._io import (
     write_json,
 )
 from .exceptions import ArtifactError, ConfigError, DataError
-from .recipe import (
-    DATA_SOURCES,
-    Recipe,
-    _expert_class,
-    _load_data_source,
-    fingerprint,
-    resolve_checkpoint,
-)
+from .recipe import DATA_SOURCES, Recipe, data_loader, fingerprint, resolve_checkpoint
 
 __all__ = ["STAGES", "Pipeline", "PipelineResult", "StageResult", "StageRunner"]
 
@@ -188,7 +181,7 @@ class Pipeline:
     @cached_property
     def dataset(self) -> Any:
         """The recipe's dataset (loaded on first use only)."""
-        loader = _load_data_source(DATA_SOURCES[self.recipe.data.source])
+        loader = data_loader(self.recipe.data.source)
         self.log(f"load data: {self.recipe.data.source}")
         dataset = loader(**self.recipe.data.options)
         data = self.recipe.data
@@ -209,10 +202,15 @@ class Pipeline:
         return pool_splits(self.dataset, [data.train_split, data.fit_split])
 
     @cached_property
-    def class_names(self) -> list[str]:
-        from .data import class_names
+    def labels(self) -> Any:
+        """The dataset's :class:`~ensemble.labels.LabelSpace`."""
+        from .labels import LabelSpace
 
-        return class_names(self.dataset)
+        return LabelSpace.from_dataset(self.dataset)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.labels.names)
 
     # -- the run ------------------------------------------------------------------------
 
@@ -269,19 +267,24 @@ class Pipeline:
                 lambda target, n=name, w=work: self._train(n, target, w)))
 
     def _train(self, name: str, target: Path, work: Path) -> None:
-        from .experts import TrainingConfig
+        from .experts import create_expert, get_expert_class
 
         spec = self.recipe.experts[name]
-        checkpoint = resolve_checkpoint(spec.checkpoint, self.run_dir / "checkpoints")
-        options = {"seed": self.recipe.seed, **spec.options}
+        checkpoint = (resolve_checkpoint(spec.checkpoint, self.run_dir / "checkpoints")
+                      if spec.checkpoint else None)
+        options = {"seed": self.recipe.seed, **spec.options, "column": spec.column,
+                   "labels": self.labels}
 
         def make_expert() -> Any:
-            return _expert_class(spec.modality)(checkpoint, self.class_names, **options)
+            return create_expert(spec.type, checkpoint, **options)
 
-        config = TrainingConfig(**{"seed": self.recipe.seed, **spec.training}).updated(
-            progress=not self.quiet and spec.training.get("progress", True))
+        config = get_expert_class(spec.type).training_config(
+            spec.training, seed=self.recipe.seed, progress=not self.quiet)
         data = self.recipe.data
         train, held_out = self.dataset[data.train_split], self.dataset[data.fit_split]
+        make_expert().check_ids([i for split in self.dataset.values() for i in split["id"]])
+        self.log(f"fit {name}: {spec.type} expert on column {spec.column!r}"
+                 + (f", {self.folds}-fold cross-fitting" if self.folds else ""))
         if self.folds:
             from .crossfit import cross_fit
 
@@ -289,14 +292,15 @@ class Pipeline:
                 make_expert, self.pool,
                 folds=self.folds, config=config, seed=self.recipe.seed, work_dir=work,
                 batch_size=self.recipe.logits_batch_size, modality=name,
-                trained_on=[str(train._fingerprint), str(held_out._fingerprint)])
+                trained_on=[str(train._fingerprint), str(held_out._fingerprint)],
+                log=self.log, name=name)
             expert = fitted.expert
             with atomic_directory(target) as tmp:
                 expert.save_pretrained(tmp)
                 fitted.oof.save(tmp / OUT_OF_FOLD)
         else:
             expert = make_expert()
-            expert.fit(train, held_out, config=config.updated(output_dir=str(work), resume=True))
+            expert.fit(train, held_out, config=expert.resume_config(config, work))
             expert.save_pretrained(target)
         self._experts[name] = expert
         shutil.rmtree(work, ignore_errors=True)
@@ -341,8 +345,7 @@ class Pipeline:
             dataset = self.dataset[split]
             logits = LogitSet.from_experts(self.experts(), dataset, split=split, features=True,
                                            batch_size=self.recipe.logits_batch_size)
-        feature = dataset.features["label"]
-        labels = [feature.int2str(int(v)) for v in dataset["label"]]
+        labels = self.labels.decode(self.labels.encode_column(dataset)).tolist()
         with atomic_directory(target) as tmp:
             logits.save(tmp / _LOGITS_DIR)
             write_json(tmp / _LABELS_FILE, {"ids": [str(i) for i in logits.ids],
@@ -358,8 +361,9 @@ class Pipeline:
         if list(record.get("ids", [])) != [str(i) for i in logits.ids]:
             raise ArtifactError(f"{directory}: labels.json and the logits disagree on ids; "
                                 "delete the folder and re-run.")
-        position = {name: i for i, name in enumerate(logits.class_names)}
-        return logits, np.array([position[label] for label in record["labels"]], dtype=np.int64)
+        from .labels import LabelSpace
+
+        return logits, LabelSpace(logits.class_names).encode(list(record["labels"]))
 
     # -- fuse ---------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """``FusionPredictor``: fine-tuned experts + a fitted combiner behind one prediction API.
 
-Raw inputs go in (PIL images, file paths, arrays, strings; ``None`` where an example lacks a
-modality), one fused distribution per example comes out. Experts run batched under
+Raw inputs go in (PIL images, file paths, arrays, strings; ``None`` where an example lacks an
+input), one fused distribution per example comes out. Experts run batched under
 ``torch.inference_mode`` on the device accelerate picks; the combiner's presence mask
 handles missing modalities. ``precision="bf16"`` opts in to bfloat16 autocast (see
 docs/benchmarks.md).
@@ -31,7 +31,7 @@ from ._io import (
     write_json,
 )
 from .exceptions import ArtifactError, ClassMismatchError, ConfigError, DataError, ModalityError
-from .report import softmax
+from .labels import LabelSpace, softmax
 
 __all__ = ["FusionPredictor"]
 
@@ -39,27 +39,30 @@ MANIFEST = "manifest.json"
 _CONFIG = "config.json"
 _LABELS = "label_space.json"
 _KIND = "FusionPredictor"
-#: ``predict`` keyword -> the expert modality it feeds.
-INPUT_KEYWORDS: dict[str, str] = {"images": "image", "texts": "text"}
+#: ``predict`` shortcut keyword -> the modality whose (single) input column it feeds.
+SHORTCUTS: dict[str, str] = {"images": "image", "texts": "text"}
 #: Inference precisions: full float32, or bfloat16 autocast (faster on CPUs with bf16
 #: instructions; fused predictions matched float32 on the emoji test split, single experts
 #: can flip near-ties — opt in per predictor).
 PRECISIONS = ("fp32", "bf16")
 
 
-def _as_batch(value: Any) -> list[Any]:
-    """One input or a batch of inputs as a list (a lone string/path/image is one example)."""
+def _as_batch(value: Any, modality: str) -> list[Any]:
+    """One input or a batch of inputs as a list (a lone string/path/image/mapping is one
+    example; an image array is one image unless it is a batch ``N x H x W x C``)."""
     from PIL import Image
 
-    if isinstance(value, (str, bytes, bytearray, os.PathLike, Image.Image, dict)):
+    if isinstance(value, (str, bytes, bytearray, os.PathLike, Image.Image, Mapping)):
         return [value]
     if isinstance(value, np.ndarray):
-        if value.ndim == 4:
-            return list(value)
-        if value.ndim in (2, 3):
+        single = {"image": (2, 3)}.get(modality, (1,))
+        if value.ndim in single:
             return [value]
+        if value.ndim == max(single) + 1:
+            return list(value)
         raise DataError(
-            f"an image array must be HxW, HxWxC or a batch NxHxWxC, got shape {value.shape}."
+            f"a {modality} array must have {' or '.join(str(n) for n in single)} dimensions "
+            f"for one example, or one more for a batch; got shape {value.shape}."
         )
     if hasattr(value, "column_names"):
         raise DataError("got a datasets.Dataset; use predict_dataset(dataset) for datasets.")
@@ -68,16 +71,17 @@ def _as_batch(value: Any) -> list[Any]:
     except TypeError:
         raise DataError(
             f"cannot read a {type(value).__name__} as model input; give one input (PIL image, "
-            "path, array or string) or a list of them, with None for a missing modality."
+            "path, array, string or mapping) or a list of them, with None where it is missing."
         ) from None
 
 
 class FusionPredictor:
-    """Experts (one per modality) and a fitted combiner, used as one classifier.
+    """Named experts (each reading one input column) and a fitted combiner, used as one
+    classifier.
 
-    ``experts`` maps the combiner's modality names to fine-tuned experts
+    ``experts`` maps the combiner's expert names to fitted experts
     (:class:`~ensemble.ImageExpert`, :class:`~ensemble.TextExpert`); ``combiner`` is a
-    fitted combiner whose ``modalities_`` are exactly those names. ``precision="bf16"``
+    fitted combiner whose ``expert_names_`` are exactly those names. ``precision="bf16"``
     runs the experts under bfloat16 autocast (see :data:`PRECISIONS`).
 
     Example:
@@ -89,7 +93,7 @@ class FusionPredictor:
     def __init__(self, experts: Mapping[str, Any], combiner: Any, *, batch_size: int = 32,
                  progress: bool = False, precision: str = "fp32") -> None:
         if not isinstance(experts, Mapping) or not experts:
-            raise ConfigError("experts must be a non-empty mapping {modality name: expert}.")
+            raise ConfigError("experts must be a non-empty mapping {expert name: expert}.")
         if not getattr(combiner, "__sklearn_is_fitted__", lambda: False)():
             raise ConfigError(
                 f"the combiner {type(combiner).__name__} is not fitted; fit it on held-out "
@@ -99,11 +103,11 @@ class FusionPredictor:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}.")
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {PRECISIONS!r}, got {precision!r}.")
-        names = tuple(combiner.modalities_)
+        names = tuple(combiner.expert_names_)
         if set(names) != set(experts):
             raise ModalityError(
                 f"the combiner was fitted on modalities {list(names)!r} but the experts are "
-                f"{sorted(experts)!r}; pass one expert per fitted modality, keyed by its name."
+                f"{sorted(experts)!r}; pass one expert per fitted name, keyed by that name."
             )
         self.class_names: tuple[str, ...] = tuple(combiner.class_names_)
         for name, expert in experts.items():
@@ -127,61 +131,114 @@ class FusionPredictor:
 
     @property
     def experts(self) -> Mapping[str, Any]:
-        """The experts by modality name (read-only mapping)."""
+        """The experts by name (read-only mapping)."""
         return MappingProxyType(self._experts)
 
     @property
-    def modalities(self) -> tuple[str, ...]:
+    def expert_names(self) -> tuple[str, ...]:
         return tuple(self._experts)
+
+    @property
+    def columns(self) -> dict[str, str]:
+        """Input column -> its modality, for every column some expert reads."""
+        return {e.column: e.modality for e in self._experts.values()}
 
     # -- inputs -> logits -----------------------------------------------------------------
 
-    def _inputs(self, images: Any, texts: Any, inputs: Mapping[str, Any] | None
-                ) -> dict[str, list[Any]]:
-        given: dict[str, Any] = {}
-        by_keyword = {"images": images, "texts": texts}
-        for keyword, value in by_keyword.items():
-            if value is None:
-                continue
-            targets = [n for n, e in self._experts.items() if e.modality == INPUT_KEYWORDS[keyword]]
-            if not targets:
-                raise ModalityError(
-                    f"{keyword}= was given but no expert reads {INPUT_KEYWORDS[keyword]!r} inputs "
-                    f"(experts: {self._describe_experts()}); pass inputs={{name: [...]}}."
-                )
-            for name in targets:
-                given[name] = value
-        for name, value in (inputs or {}).items():
-            if name not in self._experts:
-                raise ModalityError(
-                    f"inputs names an unknown expert {name!r}; experts: {list(self._experts)!r}."
-                )
-            given[name] = value
-        if not given:
-            raise DataError(
-                "no inputs given; pass images=..., texts=... (or inputs={name: [...]})."
+    def _describe_columns(self) -> str:
+        readers: dict[str, list[str]] = {}
+        for name, expert in self._experts.items():
+            readers.setdefault(expert.column, []).append(name)
+        return "; ".join(f"{column} ({self.columns[column]}: read by {', '.join(names)})"
+                         for column, names in readers.items())
+
+    def _shortcut_column(self, keyword: str) -> str:
+        modality = SHORTCUTS[keyword]
+        columns = sorted({e.column for e in self._experts.values() if e.modality == modality})
+        if len(columns) == 1:
+            return columns[0]
+        if not columns:
+            raise ModalityError(
+                f"{keyword}= was given but no expert reads {modality} inputs (inputs: "
+                f"{self._describe_columns()}); pass predict({{column: [...]}})."
             )
-        batches = {name: _as_batch(value) for name, value in given.items()}
-        sizes = {name: len(batch) for name, batch in batches.items()}
+        raise ModalityError(
+            f"{keyword}= is ambiguous: {len(columns)} columns hold {modality} inputs "
+            f"({columns!r}); pass them by column name, e.g. predict({{{columns[0]!r}: [...]}}) "
+            f"(CLI: --input {columns[0]}=...)."
+        )
+
+    def _rows_to_columns(self, rows: Sequence[Any]) -> dict[str, list[Any]]:
+        known = self.columns
+        columns: dict[str, list[Any]] = {c: [] for c in known}
+        for i, row in enumerate(rows):
+            if not isinstance(row, Mapping):
+                raise DataError(
+                    f"row {i} is a {type(row).__name__}; give rows as mappings {{column: value}} "
+                    f"(columns: {sorted(known)!r})."
+                )
+            self._check_names(row)
+            for column in known:
+                columns[column].append(row.get(column))
+        return columns
+
+    def _check_names(self, given: Mapping[str, Any]) -> None:
+        for name in given:
+            if name in self.columns:
+                continue
+            if name in self._experts:
+                raise ModalityError(
+                    f"{name!r} is an expert, not an input column; inputs are keyed by the column "
+                    f"the expert reads ({self._experts[name].column!r})."
+                )
+            import difflib
+
+            close = difflib.get_close_matches(str(name), list(self.columns), n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ModalityError(
+                f"unknown input column {name!r}.{hint} This predictor reads: "
+                f"{self._describe_columns()}."
+            )
+
+    def _inputs(self, inputs: Any, images: Any, texts: Any) -> dict[str, list[Any]]:
+        """Per input column, one value per example (``None`` where it is missing)."""
+        given: dict[str, Any] = {}
+        if inputs is not None:
+            if hasattr(inputs, "column_names"):
+                raise DataError("got a datasets.Dataset; use predict_dataset(dataset) for "
+                                "datasets.")
+            if isinstance(inputs, Mapping):
+                self._check_names(inputs)
+                given.update(inputs)
+            elif isinstance(inputs, Sequence) and not isinstance(inputs, (str, bytes)):
+                given.update(self._rows_to_columns(inputs))
+            else:
+                raise DataError(
+                    f"inputs must be a mapping {{column: values}} or a list of row mappings, got "
+                    f"{type(inputs).__name__}."
+                )
+        for keyword, value in (("images", images), ("texts", texts)):
+            if value is not None:
+                column = self._shortcut_column(keyword)
+                if column in given:
+                    raise DataError(f"column {column!r} was given twice (as {keyword}= and by "
+                                    "name); give it once.")
+                given[column] = value
+        if not given:
+            raise DataError(f"no inputs given; pass predict({{column: [...]}}) with columns "
+                            f"{sorted(self.columns)!r} (or images=/texts= shortcuts).")
+        batches = {column: _as_batch(value, self.columns[column])
+                   for column, value in given.items()}
+        sizes = {column: len(batch) for column, batch in batches.items()}
         if len(set(sizes.values())) != 1:
             raise DataError(
-                f"every modality needs one entry per example (None where it is missing); got "
-                f"{sizes}."
+                f"every input column needs one entry per example (None where it is missing); "
+                f"got {sizes}."
             )
         n_rows = next(iter(sizes.values()))
         if n_rows == 0:
             raise DataError("the inputs are empty; give at least one example.")
-        full = {name: batches.get(name, [None] * n_rows) for name in self._experts}
-        empty = [i for i in range(n_rows) if all(full[n][i] is None for n in full)]
-        if empty:
-            raise DataError(
-                f"example(s) {empty[:5]!r} have no input for any expert; give at least one "
-                f"modality per example (experts: {self._describe_experts()})."
-            )
-        return full
-
-    def _describe_experts(self) -> str:
-        return ", ".join(f"{n}: {e.modality}" for n, e in self._experts.items())
+        return {column: batches.get(column, [None] * n_rows) for column in self.columns}
 
     def _column_order(self, expert: Any) -> list[int]:
         position = {name: i for i, name in enumerate(expert.class_names)}
@@ -192,9 +249,10 @@ class FusionPredictor:
         from .logits import LogitSet
 
         logits, features, mask = {}, {}, {}
+        n_rows = len(next(iter(inputs.values())))
         for name, expert in self._experts.items():
-            values = inputs[name]
-            present = np.array([v is not None for v in values], dtype=bool)
+            values = inputs[expert.column]
+            present = np.asarray(expert.present_rows(values), dtype=bool)
             with self._autocast():
                 raw, embedded = expert.predict_logits(values, batch_size=self.batch_size,
                                                       return_features=True,
@@ -202,9 +260,19 @@ class FusionPredictor:
             logits[name] = raw[:, self._column_order(expert)]
             features[name] = embedded
             mask[name] = present
-        return LogitSet(logits, self.class_names, ids=ids, mask=mask, features=features)
+        stacked = np.stack([mask[name] for name in self._experts], axis=1)
+        empty = np.flatnonzero(~stacked.any(axis=1))
+        if empty.size:
+            raise DataError(
+                f"example(s) {empty[:5].tolist()!r} have no input for any expert; give at "
+                f"least one input per example (inputs: {self._describe_columns()})."
+            )
+        return LogitSet(logits, self.class_names, ids=ids if ids is not None
+                        else [str(i) for i in range(n_rows)], mask=mask, features=features)
 
-    def _dataset_logit_set(self, dataset: Any) -> Any:
+    def dataset_logits(self, dataset: Any) -> Any:
+        """Every expert's logits on a ``datasets.Dataset`` as a :class:`LogitSet` (ids from
+        its ``id`` column), in this predictor's class order."""
         from .logits import LogitSet
 
         if not hasattr(dataset, "column_names"):
@@ -230,23 +298,32 @@ class FusionPredictor:
 
     # -- prediction -----------------------------------------------------------------------
 
-    def predict_proba(self, images: Any = None, texts: Any = None, *,
-                      inputs: Mapping[str, Any] | None = None) -> np.ndarray:
-        """Fused probabilities ``[N, C]``; columns follow :attr:`class_names`."""
-        return self.combiner.predict_proba(self._logit_set(self._inputs(images, texts, inputs)))
+    def predict_proba(self, inputs: Any = None, *, images: Any = None,
+                      texts: Any = None) -> np.ndarray:
+        """Fused probabilities ``[N, C]``; columns follow :attr:`class_names`.
 
-    def predict(self, images: Any = None, texts: Any = None, *,
-                inputs: Mapping[str, Any] | None = None) -> np.ndarray:
-        """The most probable class name of each example."""
-        proba = self.predict_proba(images, texts, inputs=inputs)
+        ``inputs`` maps input columns to values (one value or a list, ``None`` where an
+        example lacks that input), or is a list of row mappings. ``images=``/``texts=``
+        feed the one image/text column when there is exactly one.
+        """
+        return self.combiner.predict_proba(self._logit_set(self._inputs(inputs, images, texts)))
+
+    def predict(self, inputs: Any = None, *, images: Any = None,
+                texts: Any = None) -> np.ndarray:
+        """The most probable class name of each example (inputs as in :meth:`predict_proba`).
+
+        Example:
+            >>> predictor.predict({"photo": ["cat.png"], "title": ["a cat"]})  # doctest: +SKIP
+            array(['cat'], dtype='<U3')
+        """
+        proba = self.predict_proba(inputs, images=images, texts=texts)
         return np.asarray(self.class_names)[proba.argmax(axis=1)]
 
-    def explain(self, images: Any = None, texts: Any = None, *,
-                inputs: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        """Per example: the fused prediction, each expert's probabilities and the combiner's
-        weights (per-example gate weights for gating, fitted weights for voting and
-        selection, ``None`` for combiners without expert weights)."""
-        return self._explain(self._logit_set(self._inputs(images, texts, inputs)))
+    def explain(self, inputs: Any = None, *, images: Any = None,
+                texts: Any = None) -> list[dict[str, Any]]:
+        """Per example: the fused prediction, each expert's probabilities and how the
+        combiner weighed its inputs (its own :meth:`explain_weights`)."""
+        return self._explain(self._logit_set(self._inputs(inputs, images, texts)))
 
     def _explain(self, logit_set: Any) -> list[dict[str, Any]]:
         fused = self.combiner.predict_proba(logit_set)
@@ -255,7 +332,7 @@ class FusionPredictor:
         rows = []
         for i in range(logit_set.n_rows):
             experts = {}
-            for j, name in enumerate(logit_set.modalities):
+            for j, name in enumerate(logit_set.expert_names):
                 if not mask[i, j]:
                     experts[name] = {"available": False}
                     continue
@@ -278,17 +355,11 @@ class FusionPredictor:
 
     def _weights(self, logit_set: Any
                  ) -> tuple[tuple[np.ndarray, tuple[str, ...]] | None, str | None]:
-        combiner = self.combiner
-        if hasattr(combiner, "gate_weights"):
-            return (combiner.gate_weights(logit_set), tuple(combiner.modalities_)), "gate"
-        fitted = getattr(combiner, "weights_", None)
-        if fitted is None:
+        explained = self.combiner.explain_weights(logit_set)
+        if explained is None:
             return None, None
-        names = tuple(getattr(combiner, "candidate_names_", combiner.modalities_))
-        fitted = np.asarray(fitted, dtype=np.float64)
-        if fitted.shape != (len(names),):
-            return None, None
-        return (np.tile(fitted, (logit_set.n_rows, 1)), names), "fitted"
+        weights, names, kind = explained
+        return (weights, names), kind
 
     # -- datasets ---------------------------------------------------------------------------
 
@@ -297,7 +368,7 @@ class FusionPredictor:
         ``prediction``, ``confidence`` and ``probabilities`` (in :attr:`class_names` order)."""
         from datasets import Dataset
 
-        logit_set = self._dataset_logit_set(dataset)
+        logit_set = self.dataset_logits(dataset)
         proba = self.combiner.predict_proba(logit_set)
         best = proba.argmax(axis=1)
         return Dataset.from_dict({
@@ -311,15 +382,14 @@ class FusionPredictor:
         """Accuracy, macro-F1, NLL, Brier and ECE of the fused model and of each expert on a
         labelled ``datasets.Dataset``; ``"oracle"`` holds the any-expert-right accuracy."""
         from . import metrics
-        from .report import expert_probabilities
 
-        logit_set = self._dataset_logit_set(dataset)
-        labels = _label_indices(dataset, label_column, self.class_names)
+        logit_set = self.dataset_logits(dataset)
+        labels = LabelSpace(self.class_names).encode_column(dataset, label_column)
         results = {"fused": metrics.evaluate(labels, self.combiner.predict_proba(logit_set))}
         mask = np.asarray(logit_set.mask)
-        probas = expert_probabilities(logit_set)
+        probas = logit_set.probabilities()
         results.update({name: metrics.evaluate(labels, p) for name, p in probas.items()})
-        masks = {name: mask[:, j] for j, name in enumerate(logit_set.modalities)}
+        masks = {name: mask[:, j] for j, name in enumerate(logit_set.expert_names)}
         results["oracle"] = {"accuracy": metrics.oracle_accuracy(labels, probas, masks)}
         return results
 
@@ -340,7 +410,9 @@ class FusionPredictor:
                 "kind": _KIND,
                 "format_version": FORMAT_VERSION,
                 "experts": {name: f"experts/{name}" for name in self._experts},
-                "modalities": {name: e.modality for name, e in self._experts.items()},
+                "inputs": {name: {"column": e.column, "modality": e.modality,
+                                  "kind": e.registry_name}
+                           for name, e in self._experts.items()},
                 "combiner": "combiner",
                 "combiner_name": getattr(self.combiner, "registry_name", ""),
                 "class_names": list(self.class_names),
@@ -412,6 +484,9 @@ def verify_bundle(root: Path) -> dict[str, str]:
     if not root.is_dir():
         raise ArtifactError(f"{root} is not a bundle directory; give the folder written by "
                             "FusionPredictor.save() (e.g. runs/<recipe>/bundle).")
+    if not (root / MANIFEST).is_file() and (root / "bundle" / MANIFEST).is_file():
+        raise ArtifactError(f"{root} is a run folder, not a bundle; give its bundle: "
+                            f"{root / 'bundle'}.")
     manifest = read_json(root / MANIFEST)
     check_format_version(manifest, root / MANIFEST)
     files = manifest.get("files")
@@ -433,22 +508,3 @@ def verify_bundle(root: Path) -> dict[str, str]:
             raise ArtifactError(f"{root}: {relative} is not listed in {MANIFEST}; remove it or "
                                 "re-save the bundle.")
     return {str(k): str(v) for k, v in files.items()}
-
-
-def _label_indices(dataset: Any, column: str, class_names: Sequence[str]) -> np.ndarray:
-    from .exceptions import LabelError
-
-    if column not in dataset.column_names:
-        raise DataError(f"dataset has no label column {column!r} (columns: "
-                        f"{dataset.column_names!r}); pass label_column=.")
-    feature = dataset.features[column]
-    names = getattr(feature, "names", None)
-    position = {name: i for i, name in enumerate(class_names)}
-    labels = []
-    for value in dataset[column]:
-        name = names[value] if names is not None and isinstance(value, int) else value
-        if name not in position:
-            raise LabelError(f"label {name!r} is not in the predictor's classes "
-                             f"{list(class_names)!r}.")
-        labels.append(position[name])
-    return np.asarray(labels, dtype=np.int64)

@@ -34,11 +34,12 @@ from pathlib import Path
 from typing import Any, Union
 
 from .exceptions import ConfigError, UnknownNameError
+from .report import EvaluationConfig
 
 __all__ = [
     "CHECKPOINT_BUILDERS",
     "DATA_SOURCES",
-    "EXPERT_TYPES",
+    "LEGACY_MODALITIES",
     "BundleConfig",
     "CombinerConfig",
     "CrossFitConfig",
@@ -47,6 +48,7 @@ __all__ = [
     "ExpertConfig",
     "Recipe",
     "apply_overrides",
+    "data_loader",
     "fingerprint",
     "load_recipe",
     "recipe_from_dict",
@@ -57,10 +59,11 @@ __all__ = [
 # -- registries ---------------------------------------------------------------------------
 
 
-def _load_data_source(name: str) -> Callable[..., Any]:
+def data_loader(source: str) -> Callable[..., Any]:
+    """The loader function behind ``data.source`` (see :data:`DATA_SOURCES`)."""
     from . import data
 
-    return getattr(data, name)
+    return getattr(data, DATA_SOURCES[source])
 
 
 #: ``data.source`` -> loader function name in :mod:`ensemble.data` (called with ``options``).
@@ -73,18 +76,10 @@ DATA_SOURCES: dict[str, str] = {
 #: Loader options that hold local paths (checked for ``..``; see :func:`_resolve_data_paths`).
 _PATH_OPTIONS = ("path_or_name", "data_files", "image_root", "image_path_template", "cache_dir",
                  "tarball")
-#: Path options that stay relative: to the dataset folder, or to ``image_root``.
-_RELATIVE_OPTIONS = ("data_files", "image_path_template")
 
 
-def _expert_class(modality: str) -> type:
-    from .experts import ImageExpert, TextExpert
-
-    return {"image": ImageExpert, "text": TextExpert}[modality]
-
-
-#: ``experts.<name>.modality`` values.
-EXPERT_TYPES: tuple[str, ...] = ("image", "text")
+#: The old two-expert recipe form: ``modality: image|text`` -> expert kind (and column).
+LEGACY_MODALITIES: dict[str, str] = {"image": "timm", "text": "transformers"}
 
 
 def _tiny_synthetic_text(directory: Path) -> Path:
@@ -143,13 +138,18 @@ class DataConfig:
 
 @dataclass
 class ExpertConfig:
-    """One expert: its checkpoint, constructor ``options`` and ``training`` arguments.
+    """One expert: its registered ``type``, the input ``column`` it reads, its
+    ``checkpoint`` (for kinds that have one), constructor ``options`` and ``training``
+    arguments (:class:`~ensemble.experts.TrainingConfig` fields for torch experts).
 
-    ``modality`` (``image`` or ``text``) defaults to the expert's key in ``experts``;
-    ``training`` holds :class:`~ensemble.experts.TrainingConfig` fields.
+    The old form without ``type`` still works: ``modality: image`` (or an expert keyed
+    ``image``) means ``type: timm, column: image``, and ``text`` means
+    ``type: transformers, column: text``.
     """
 
-    checkpoint: str
+    type: str = ""
+    column: str = ""
+    checkpoint: str = ""
     modality: str = ""
     options: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
@@ -166,17 +166,6 @@ class CombinerConfig:
     name: str
     label: str = ""
     params: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class EvaluationConfig:
-    """Report settings: bootstrap resamples for the intervals, ECE bins, plots."""
-
-    bootstrap: int = 1000
-    confidence: float = 0.95
-    ece_bins: int = 15
-    plots: bool = True
-    seed: int = 0
 
 
 @dataclass
@@ -276,6 +265,8 @@ def _convert(annotation: Any, value: Any, key: str) -> Any:
         return [_convert(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if annotation in (int, float) and isinstance(value, str):
+        value = _number_text(annotation, value, key)
     if annotation in (int, float) and isinstance(value, bool):
         raise ConfigError(f"{key} must be a number, got the boolean {value!r}.")
     if not isinstance(value, annotation):
@@ -283,6 +274,22 @@ def _convert(annotation: Any, value: Any, key: str) -> Any:
             f"{key} must be {_type_name(annotation)}, got {type(value).__name__} {value!r}."
         )
     return value
+
+
+def _number_text(annotation: type, value: str, key: str) -> Any:
+    """A number written as text (YAML 1.1 reads ``1e-3`` as a string) as that number."""
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise ConfigError(
+            f"{key} must be {_type_name(annotation)}, got the string {value!r}; write a number "
+            "(e.g. 0.001 or 1.0e-3)."
+        ) from None
+    if annotation is int:
+        if not number.is_integer():
+            raise ConfigError(f"{key} must be a whole number, got {value!r}.")
+        return int(number)
+    return number
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
@@ -411,14 +418,13 @@ def _check_kwargs(function: Callable[..., Any], given: Mapping[str, Any], key: s
 
 def _validate(recipe: Recipe) -> None:
     from .combiners import get_combiner_class
-    from .experts import TrainingConfig
 
     if not recipe.name or any(c in recipe.name for c in "/\\") or recipe.name.startswith("."):
         raise ConfigError(f"name must be a plain non-empty name (no slashes), got {recipe.name!r}.")
     loader = DATA_SOURCES.get(recipe.data.source)
     if loader is None:
         raise _unknown("data.source", recipe.data.source, list(DATA_SOURCES))
-    _check_kwargs(_load_data_source(loader), recipe.data.options, "data.options")
+    _check_kwargs(data_loader(recipe.data.source), recipe.data.options, "data.options")
     if not recipe.experts:
         raise ConfigError("experts is empty; give at least one expert (e.g. experts.image).")
     for key in ("train_split", "fit_split", "test_split"):
@@ -435,17 +441,7 @@ def _validate(recipe: Recipe) -> None:
         )
     for name, expert in recipe.experts.items():
         _check_plain(f"experts.{name}", name, what="expert name")
-        expert.modality = expert.modality or name
-        if expert.modality not in EXPERT_TYPES:
-            raise _unknown(f"experts.{name}.modality", expert.modality, list(EXPERT_TYPES))
-        _check_kwargs(_expert_class(expert.modality).__init__, expert.options,
-                      f"experts.{name}.options", skip=("checkpoint", "class_names"))
-        try:
-            TrainingConfig(**{**expert.training, "seed": expert.training.get("seed", recipe.seed)})
-        except TypeError as err:
-            raise ConfigError(f"experts.{name}.training: {err}") from err
-        except ConfigError as err:
-            raise ConfigError(f"experts.{name}.training: {err}") from err
+        _check_expert(name, expert, recipe.seed)
     if not recipe.combiners:
         raise ConfigError("combiners is empty; list at least one (e.g. combiners: [voting]).")
     labels: list[str] = []
@@ -484,6 +480,54 @@ def _validate(recipe: Recipe) -> None:
     _resolve_data_paths(recipe)
 
 
+def _check_expert(name: str, expert: ExpertConfig, seed: int) -> None:
+    """Resolve the legacy ``modality`` form and check the kind, options and training."""
+    from .experts import get_expert_class
+    from .experts.registry import accepted_arguments
+
+    key = f"experts.{name}"
+    if not expert.type:
+        legacy = expert.modality or name
+        if legacy not in LEGACY_MODALITIES:
+            from .experts import list_experts
+
+            raise ConfigError(
+                f"{key}.type is missing; give the expert kind, one of {list_experts()!r} "
+                f"(e.g. type: timm, column: photo). The old form 'modality: image|text' is "
+                f"still read, but {legacy!r} is not one of {sorted(LEGACY_MODALITIES)!r}."
+            )
+        expert.type = LEGACY_MODALITIES[legacy]
+        expert.column = expert.column or legacy
+    try:
+        cls = get_expert_class(expert.type)
+    except UnknownNameError as err:
+        raise UnknownNameError(f"{key}.type: {err}") from None
+    accepted = accepted_arguments(cls)
+    if not expert.column:
+        default = inspect.signature(cls.__init__).parameters.get("column")
+        if default is None or default.default is inspect.Parameter.empty:
+            raise ConfigError(f"{key}.column is missing: name the input column this "
+                              f"{expert.type} expert reads.")
+        expert.column = str(default.default)
+    _check_plain(f"{key}.column", expert.column, what="column name")
+    if "checkpoint" in accepted and not expert.checkpoint:
+        raise ConfigError(f"{key}.checkpoint is missing: the {expert.type} expert needs a "
+                          "pretrained checkpoint (a name or a local folder).")
+    if "checkpoint" not in accepted and expert.checkpoint:
+        raise ConfigError(f"{key}.checkpoint: the {expert.type} expert takes no checkpoint; "
+                          f"drop it (its settings go in {key}.options).")
+    _check_kwargs(cls.__init__, expert.options, f"{key}.options",
+                  skip=("checkpoint", "labels", "column"))
+    try:
+        cls.training_config(expert.training, seed=seed)
+    except ConfigError as err:
+        message = str(err)
+        if message.startswith("unknown key 'training."):
+            message = message.replace("'training.", f"'{key}.training.", 1)
+            raise ConfigError(message.replace("in training:", f"in {key}.training:")) from None
+        raise ConfigError(f"{key}.training: {message}") from None
+
+
 def _check_plain(key: str, value: str, *, what: str = "name") -> None:
     """Names that become folder names (experts, splits) may not leave their folder."""
     if not value or value.startswith(".") or any(c in value for c in "/\\:"):
@@ -501,17 +545,15 @@ def _check_relative(key: str, value: str) -> None:
 def _resolve_data_paths(recipe: Recipe) -> None:
     """Check local paths in ``data.options``: relative ones may not contain ``..``.
 
-    ``path_or_name``, ``image_root``, ``cache_dir`` and ``tarball`` are made absolute against
-    the working directory when they exist there (a Hub name such as ``user/dataset`` is kept);
-    ``data_files`` stay relative to the dataset folder they are read from, and
-    ``image_path_template`` to ``image_root`` (or that folder).
+    Paths are kept as written (a recipe is never rewritten, so one YAML has one fingerprint
+    wherever it runs): ``path_or_name``, ``image_root``, ``cache_dir`` and ``tarball`` are
+    read relative to the working directory; ``data_files`` relative to the dataset folder
+    they are read from, and ``image_path_template`` to ``image_root`` (or that folder).
     """
     for name in _PATH_OPTIONS:
         value = recipe.data.options.get(name)
         for item in _strings(value):
             _check_relative(f"data.options.{name}", item)
-        if isinstance(value, str) and name not in _RELATIVE_OPTIONS:
-            recipe.data.options[name] = _absolute_if_local(value)
 
 
 def _strings(value: Any) -> list[str]:
@@ -522,11 +564,6 @@ def _strings(value: Any) -> list[str]:
     if isinstance(value, list):
         return [s for v in value for s in _strings(v)]
     return []
-
-
-def _absolute_if_local(value: str) -> str:
-    path = Path(value).expanduser()
-    return str(path.resolve()) if path.exists() else value
 
 
 def fingerprint(value: Any) -> str:

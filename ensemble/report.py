@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,6 @@ __all__ = [
     "per_class",
     "render_markdown",
     "score_models",
-    "softmax",
     "write_predictor_report",
     "write_report",
 ]
@@ -47,21 +47,21 @@ _LEADERBOARD_METRICS = ("accuracy", "macro_f1", "nll", "ece")
 _ORACLE = "oracle (any expert right)"
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of ``[N, C]`` logits."""
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+@dataclass
+class EvaluationConfig:
+    """Report settings: bootstrap resamples for the intervals, ECE bins, plots."""
+
+    bootstrap: int = 1000
+    confidence: float = 0.95
+    ece_bins: int = 15
+    plots: bool = True
+    seed: int = 0
 
 
 def expert_probabilities(logits: Any) -> dict[str, np.ndarray]:
-    """Each expert's softmax probabilities; rows where it is absent get the uniform."""
-    mask = np.asarray(logits.mask)
-    out = {}
-    for j, name in enumerate(logits.modalities):
-        proba = softmax(np.asarray(logits.logits[name], dtype=np.float64))
-        proba[~mask[:, j]] = 1.0 / logits.n_classes
-        out[name] = proba
-    return out
+    """Each expert's probabilities; rows where it is absent get the uniform
+    (see :meth:`~ensemble.logits.LogitSet.probabilities`)."""
+    return logits.probabilities()
 
 
 def _metric_fns(ece_bins: int) -> dict[str, Any]:
@@ -195,7 +195,7 @@ def by_pattern(logits: Any, y: np.ndarray, combiners: Mapping[str, Any]
     """
     mask = np.asarray(logits.mask)
     results: dict[str, dict[str, Any]] = {}
-    for pattern, keep in _patterns(tuple(logits.modalities)).items():
+    for pattern, keep in _patterns(tuple(logits.expert_names)).items():
         rows = np.flatnonzero(mask[:, keep].all(axis=1))
         if rows.size == 0:
             results[pattern] = {"n": 0, "models": {}}
@@ -205,7 +205,7 @@ def by_pattern(logits: Any, y: np.ndarray, combiners: Mapping[str, Any]
         subset = logits.with_mask(pattern_mask).subset(rows)
         labels = y[rows]
         probas = {f"expert: {name}": p for name, p in expert_probabilities(subset).items()
-                  if keep[list(logits.modalities).index(name)]}
+                  if keep[list(logits.expert_names).index(name)]}
         probas.update({label: c.predict_proba(subset) for label, c in combiners.items()})
         models = {model: {"accuracy": metrics.accuracy(labels, p),
                           "macro_f1": metrics.macro_f1(labels, p),
@@ -243,11 +243,9 @@ def write_report(
 ) -> dict[str, Any]:
     """Score everything on ``logits`` / ``y`` and write the report folder atomically.
 
-    ``config`` is an :class:`~ensemble.recipe.EvaluationConfig` (default settings when
+    ``config`` is an :class:`EvaluationConfig` (default settings when
     ``None``). Returns the content of ``metrics.json``.
     """
-    from .recipe import EvaluationConfig
-
     config = config or EvaluationConfig()
     y = np.asarray(y, dtype=np.int64)
     names = tuple(logits.class_names)
@@ -255,7 +253,7 @@ def write_report(
     probas = {f"expert: {name}": p for name, p in experts.items()}
     combined = {label: c.predict_proba(logits) for label, c in combiners.items()}
     probas.update(combined)
-    hits = metrics.oracle_hits(y, experts, {m: logits.present(m) for m in logits.modalities})
+    hits = metrics.oracle_hits(y, experts, {m: logits.present(m) for m in logits.expert_names})
     scores = score_models(y, probas, oracle=hits, bootstrap=config.bootstrap,
                           confidence=config.confidence, ece_bins=config.ece_bins,
                           seed=config.seed)
@@ -265,7 +263,7 @@ def write_report(
         "title": title,
         "n_examples": int(y.size),
         "class_names": list(names),
-        "modalities": list(logits.modalities),
+        "experts": list(logits.expert_names),
         "fit_split": fit_split,
         "bootstrap": config.bootstrap,
         "confidence": config.confidence,
@@ -310,7 +308,7 @@ def write_predictor_report(
     the combiner's and experts' numbers equal :meth:`FusionPredictor.evaluate`. The combiner
     is named by the bundle's ``combiner_label`` (else its registry name). Report settings are
     the bundle recipe's ``evaluation`` section (else the defaults), updated with
-    ``settings`` (:class:`~ensemble.recipe.EvaluationConfig` fields). ``directory`` is
+    ``settings`` (:class:`EvaluationConfig` fields). ``directory`` is
     replaced as a whole, so it must be new, empty or an earlier report.
 
     Example:
@@ -320,8 +318,7 @@ def write_predictor_report(
     """
     import dataclasses
 
-    from .predictor import _label_indices
-    from .recipe import EvaluationConfig
+    from .labels import LabelSpace
 
     _check_report_directory(Path(directory))
     resolved = predictor.config if isinstance(predictor.config, Mapping) else {}
@@ -332,8 +329,8 @@ def write_predictor_report(
     if unknown:
         raise ConfigError(f"unknown report settings {unknown}; known: {sorted(fields)}.")
     config = EvaluationConfig(**{k: v for k, v in given.items() if k in fields})
-    logits = predictor._dataset_logit_set(dataset)
-    labels = _label_indices(dataset, label_column, predictor.class_names)
+    logits = predictor.dataset_logits(dataset)
+    labels = LabelSpace(predictor.class_names).encode_column(dataset, label_column)
     combiner = predictor.combiner
     label = str(resolved.get("combiner_label") or getattr(combiner, "registry_name", "")
                 or type(combiner).__name__)
@@ -409,7 +406,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
     lines = [
         f"# {result['title']}", "",
         f"{result['n_examples']} examples, {len(result['class_names'])} classes, experts: "
-        f"{', '.join(result['modalities'])}. Combiners were fitted on the "
+        f"{', '.join(result['experts'])}. Combiners were fitted on the "
         f"`{result['fit_split']}` split. Brackets: {level}% percentile bootstrap interval "
         f"({result['bootstrap']} resamples).", "",
         "## Leaderboard", "",
@@ -534,7 +531,7 @@ def _gates(directory: Path, y: np.ndarray, combiner: Any, label: str, logits: An
     plt = _pyplot()
     weights = combiner.gate_weights(logits)
     both = np.asarray(logits.mask).all(axis=1)
-    first = next(iter(combiner.modalities_))
+    first = next(iter(combiner.expert_names_))
     names = tuple(logits.class_names)
     cols = min(3, len(names))
     rows = math.ceil(len(names) / cols)

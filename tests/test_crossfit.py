@@ -109,9 +109,9 @@ def test_bagged_logits_are_the_members_mean_and_survive_save_and_load(
     assert isinstance(loaded, BaggedExpert) and loaded.fingerprint() == bagged.fingerprint()
     np.testing.assert_array_equal(loaded.predict_logits(test, progress=False), logits)
     assert loaded.trained_on_ == bagged.trained_on_
-    config = json.loads((tmp_path / "bagged" / "config.json").read_text())
+    config = json.loads((tmp_path / "bagged" / "ensemble.json").read_text())
     config["fingerprint"] = "0" * 64
-    (tmp_path / "bagged" / "config.json").write_text(json.dumps(config))
+    (tmp_path / "bagged" / "ensemble.json").write_text(json.dumps(config))
     with pytest.raises(ArtifactError, match="do not match"):
         load_expert(tmp_path / "bagged")
 

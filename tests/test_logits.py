@@ -44,7 +44,7 @@ def _full_set() -> LogitSet:
 
 def test_construction_exposes_shapes_and_defaults() -> None:
     ls = LogitSet({"image": np.zeros((2, 3)), "text": np.ones((2, 3))}, NAMES)
-    assert ls.modalities == ("image", "text")
+    assert ls.expert_names == ("image", "text")
     assert (ls.n_rows, ls.n_classes, len(ls)) == (2, 3, 2)
     assert ls.logits["image"].dtype == np.float32
     assert ls.stacked().shape == (2, 2, 3)
@@ -109,7 +109,7 @@ def test_align_reorders_rows_by_id_and_columns_by_class_name() -> None:
     assert list(aligned.ids) == ["z", "w", "y", "x"]
     assert aligned.class_names == ("c", "a", "b")
     rows, cols = [3, 0, 2, 1], [2, 0, 1]
-    for modality in ls.modalities:
+    for modality in ls.expert_names:
         np.testing.assert_array_equal(aligned.logits[modality],
                                       ls.logits[modality][rows][:, cols])
     np.testing.assert_array_equal(aligned.mask, ls.mask[rows])
@@ -134,7 +134,7 @@ def test_merge_aligns_ids_in_a_different_order_and_classes_by_name() -> None:
     b = LogitSet({"text": text[[2, 0, 1]][:, [1, 2, 0]]}, ["b", "c", "a"], ids=["3", "1", "2"],
                  mask={"text": np.array([True, True, False])})
     merged = a.merge(b)
-    assert merged.modalities == ("image", "text")
+    assert merged.expert_names == ("image", "text")
     assert list(merged.ids) == ["1", "2", "3"]
     np.testing.assert_array_equal(merged.logits["image"], image)
     expected = text.copy()
@@ -156,10 +156,10 @@ def test_merge_of_different_examples_fails() -> None:
 def test_save_load_round_trip_is_bit_identical(tmp_path: Path) -> None:
     ls = _full_set()
     loaded = LogitSet.load(ls.save(tmp_path / "set"))
-    assert loaded.modalities == ls.modalities
+    assert loaded.expert_names == ls.expert_names
     assert loaded.class_names == ls.class_names
     assert list(loaded.ids) == list(ls.ids)
-    for modality in ls.modalities:
+    for modality in ls.expert_names:
         assert loaded.logits[modality].tobytes() == ls.logits[modality].tobytes()
     assert loaded.features.keys() == ls.features.keys()
     assert loaded.features["image"].tobytes() == ls.features["image"].tobytes()
@@ -208,7 +208,7 @@ def _edit_config(change):
         ("config.json", _edit_config(lambda c: c.update(ids=c["ids"][:-1]))),
         ("config.json", _edit_config(lambda c: c.update(ids=["w"] * len(c["ids"])))),
         ("config.json", _edit_config(lambda c: c.update(class_names=["a", "b"]))),
-        ("config.json", _edit_config(lambda c: c.update(modalities=["image", "audio"]))),
+        ("config.json", _edit_config(lambda c: c.update(experts=["image", "audio"]))),
         ("config.json", _edit_config(lambda c: c.pop("class_names"))),
     ],
     ids=["tensor-bytes", "tensors-truncated", "tensor-header", "tensors-missing",

@@ -9,22 +9,24 @@ Every combiner is a scikit-learn classifier registered by name:
 
 from __future__ import annotations
 
-from ._registry import (
+from .base import Combiner, FusionData
+from .calibration import TemperatureScaler
+from .feature_stacking import FeatureStacking
+from .gating import GatingCombiner
+from .registry import (
+    COMBINERS,
     create_combiner,
     get_combiner_class,
     list_combiners,
     load_combiner,
     register_combiner,
 )
-from .base import Combiner, FusionData
-from .calibration import TemperatureScaler
-from .feature_stacking import FeatureStacking
-from .gating import GatingCombiner
 from .selection import EnsembleSelection
 from .stacking import StackingCombiner
 from .voting import VotingCombiner
 
 __all__ = [
+    "COMBINERS",
     "Combiner",
     "EnsembleSelection",
     "FeatureStacking",

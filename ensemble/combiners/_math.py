@@ -8,15 +8,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..labels import log_softmax, softmax
+
 __all__ = [
     "entropy", "expert_log_probs", "log_softmax", "margin", "masked_weights", "mix", "softmax",
 ]
-
-
-def log_softmax(scores: np.ndarray, axis: int = -1) -> np.ndarray:
-    """``log(softmax(scores))`` along ``axis``, stable for large values."""
-    shifted = scores - scores.max(axis=axis, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
 
 def expert_log_probs(
@@ -36,11 +32,6 @@ def expert_log_probs(
             target[:, j] = torch.log_softmax(scores, dim=1)
     out[~mask] = 0.0
     return out
-
-
-def softmax(scores: np.ndarray, axis: int = -1) -> np.ndarray:
-    """``softmax(scores)`` along ``axis``."""
-    return np.exp(log_softmax(scores, axis=axis))
 
 
 def entropy(log_probs: np.ndarray) -> np.ndarray:

@@ -35,6 +35,7 @@ from ._inputs import LogitsLike, MaskLike, encode_labels, to_logitset
 from ._math import expert_log_probs, log_softmax
 from ._sklearn_io import decode_estimator, encode_estimator
 from .calibration import fit_temperatures
+from .registry import load_combiner
 
 __all__ = ["Combiner", "FusionData"]
 
@@ -130,18 +131,18 @@ class Combiner(ClassifierMixin, BaseEstimator):
         self.class_names_ = tuple(logit_set.class_names)
         self.classes_ = (np.asarray(self.class_names_) if by_name
                          else np.arange(len(self.class_names_)))
-        self.modalities_ = tuple(logit_set.modalities)
+        self.expert_names_ = tuple(logit_set.expert_names)
         self.n_classes_ = len(self.class_names_)
         self.temperatures_ = (
             fit_temperatures(logit_set.stacked(), np.asarray(logit_set.mask), labels)
             if self.calibrate
-            else np.ones(len(self.modalities_), dtype=np.float32)
+            else np.ones(len(self.expert_names_), dtype=np.float32)
         )
         self._fit(self._prepare(logit_set), labels)
         return self
 
     def __sklearn_is_fitted__(self) -> bool:
-        return hasattr(self, "modalities_")
+        return hasattr(self, "expert_names_")
 
     def _check_fitted(self) -> None:
         if not self.__sklearn_is_fitted__():
@@ -151,7 +152,7 @@ class Combiner(ClassifierMixin, BaseEstimator):
 
     def _prepare(self, logit_set: LogitSet, rows: slice = _ALL_ROWS) -> FusionData:
         mask = np.asarray(logit_set.mask)[rows]
-        arrays = [logit_set.logits[m][rows] for m in logit_set.modalities]
+        arrays = [logit_set.logits[m][rows] for m in logit_set.expert_names]
         log_probs = expert_log_probs(arrays, self.temperatures_, mask)
         return FusionData(log_probs=log_probs, mask=mask, logits=logit_set)
 
@@ -164,16 +165,16 @@ class Combiner(ClassifierMixin, BaseEstimator):
         self._check_fitted()
         names = None if isinstance(logits, LogitSet) else self.class_names_
         logit_set = to_logitset(logits, mask=mask, class_names=names)
-        missing = [m for m in self.modalities_ if m not in logit_set.modalities]
-        extra = [m for m in logit_set.modalities if m not in self.modalities_]
+        missing = [m for m in self.expert_names_ if m not in logit_set.expert_names]
+        extra = [m for m in logit_set.expert_names if m not in self.expert_names_]
         if missing or extra:
             raise ModalityError(
-                f"{type(self).__name__} was fitted on modalities {list(self.modalities_)!r}; "
+                f"{type(self).__name__} was fitted on modalities {list(self.expert_names_)!r}; "
                 f"missing {missing!r}, unexpected {extra!r}. Pass every fitted modality "
                 "(mark unavailable rows absent in the mask) and no others."
             )
-        if logit_set.modalities != self.modalities_:
-            logit_set = logit_set.select(self.modalities_)
+        if logit_set.expert_names != self.expert_names_:
+            logit_set = logit_set.select(self.expert_names_)
         return logit_set.align(class_names=self.class_names_)
 
     def predict_logits(self, logits: LogitsLike, *, mask: MaskLike = None) -> np.ndarray:
@@ -204,6 +205,26 @@ class Combiner(ClassifierMixin, BaseEstimator):
         return self.classes_[self.predict_logits(logits, mask=mask).argmax(axis=1)]
 
     # -- persistence ------------------------------------------------------------------------
+
+    def explain_weights(self, logits: LogitsLike, *, mask: MaskLike = None
+                        ) -> tuple[np.ndarray, tuple[str, ...], str] | None:
+        """How this combiner weighs its inputs on ``logits``: ``(weights [N, K], names,
+        kind)`` with ``kind`` ``"gate"`` (per example) or ``"fitted"`` (one vector for all
+        rows), or ``None`` when it has no per-input weights (e.g. a meta-learner)."""
+        self._check_fitted()
+        fitted = getattr(self, "weights_", None)
+        if fitted is None:
+            return None
+        names = tuple(self._weight_names())
+        fitted = np.asarray(fitted, dtype=np.float64)
+        if fitted.shape != (len(names),):
+            return None
+        rows = self._validated_set(logits, mask).n_rows
+        return np.tile(fitted, (rows, 1)), names, "fitted"
+
+    def _weight_names(self) -> tuple[str, ...]:
+        """What ``weights_`` weighs (the experts, unless a subclass says otherwise)."""
+        return tuple(self.expert_names_)
 
     def _encoded_params(self) -> dict[str, Any]:
         params: dict[str, Any] = {}
@@ -238,7 +259,7 @@ class Combiner(ClassifierMixin, BaseEstimator):
             "params": self._encoded_params(),
             "class_names": list(self.class_names_),
             "labels": "names" if self.classes_.dtype.kind in "US" else "indices",
-            "modalities": list(self.modalities_),
+            "experts": list(self.expert_names_),
             "state": state,
             "versions": library_versions(),
         }
@@ -253,8 +274,6 @@ class Combiner(ClassifierMixin, BaseEstimator):
     def load(cls, directory: str | os.PathLike[str]) -> Combiner:
         """Read a combiner written by :meth:`save` (never unpickles)."""
         if not cls.registry_name:
-            from ._registry import load_combiner
-
             return load_combiner(directory)
         directory = Path(directory)
         config = read_json(directory / CONFIG_FILE)
@@ -279,9 +298,9 @@ class Combiner(ClassifierMixin, BaseEstimator):
                 "names": np.asarray(combiner.class_names_),
                 "indices": np.arange(combiner.n_classes_),
             }[config["labels"]]
-            combiner.modalities_ = tuple(str(m) for m in config["modalities"])
+            combiner.expert_names_ = tuple(str(m) for m in config["experts"])
             temperatures = np.asarray(arrays["temperatures"], dtype=np.float32)
-            if temperatures.shape != (len(combiner.modalities_),):
+            if temperatures.shape != (len(combiner.expert_names_),):
                 raise ValueError(f"temperatures have shape {temperatures.shape}")
             combiner.temperatures_ = temperatures
             combiner._restore(arrays, dict(config.get("state", {})), directory)

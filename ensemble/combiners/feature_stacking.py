@@ -11,7 +11,6 @@ from sklearn.preprocessing import StandardScaler
 from ..exceptions import InvalidLogitsError
 from ._checks import check_rate
 from ._design import modality_dropout
-from ._registry import register_combiner
 from ._sklearn_io import (
     check_classifier,
     encode_estimator,
@@ -24,6 +23,7 @@ from ._sklearn_io import (
 )
 from ._torch_linear import TorchLinear, fit_torch_linear
 from .base import Combiner, FusionData
+from .registry import register_combiner
 
 __all__ = ["FeatureStacking"]
 
@@ -79,17 +79,17 @@ class FeatureStacking(Combiner):
 
     def _embeddings(self, data: FusionData) -> list[np.ndarray]:
         features = data.logits.features or {}
-        missing = [m for m in self.modalities_ if m not in features]
+        missing = [m for m in self.expert_names_ if m not in features]
         if missing:
             raise InvalidLogitsError(
                 f"FeatureStacking needs pre-logit features for every modality; {missing!r} "
                 "have none. Build the LogitSet with LogitSet.from_experts(..., features=True) "
                 "or pass features={modality: [N, D]}."
             )
-        arrays = [np.asarray(features[m]) for m in self.modalities_]
+        arrays = [np.asarray(features[m]) for m in self.expert_names_]
         dims = getattr(self, "feature_dims_", None)
         if dims is not None:
-            for modality, array, dim in zip(self.modalities_, arrays, dims, strict=True):
+            for modality, array, dim in zip(self.expert_names_, arrays, dims, strict=True):
                 if array.shape[1] != dim:
                     raise InvalidLogitsError(
                         f"features for {modality!r} have {array.shape[1]} columns, the "
@@ -144,17 +144,17 @@ class FeatureStacking(Combiner):
         else:
             arrays = estimator_arrays(self.classifier_, "classifier")
             spec = encode_estimator(self.classifier_)
-        for modality, scaler in zip(self.modalities_, self.scalers_, strict=True):
+        for modality, scaler in zip(self.expert_names_, self.scalers_, strict=True):
             arrays.update(scaler_arrays(scaler, f"scaler.{modality}"))
         return arrays, {"classifier": spec, "feature_dims": list(self.feature_dims_)}
 
     def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any],
                  directory: Any) -> None:
         self.feature_dims_ = tuple(int(d) for d in state["feature_dims"])
-        self.scalers_ = [restore_scaler(arrays, f"scaler.{m}") for m in self.modalities_]
+        self.scalers_ = [restore_scaler(arrays, f"scaler.{m}") for m in self.expert_names_]
         if tuple(s.n_features_in_ for s in self.scalers_) != self.feature_dims_:
             raise ValueError("scaler sizes do not match the recorded feature dimensions")
-        expected = sum(self.feature_dims_) + len(self.modalities_) * (
+        expected = sum(self.feature_dims_) + len(self.expert_names_) * (
             1 + self.n_classes_ * self.include_log_proba
         )
         if state["classifier"] == _TORCH:

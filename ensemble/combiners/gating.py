@@ -11,8 +11,8 @@ from torch import nn
 from ..exceptions import ConfigError
 from ._checks import check_choice, check_positive_ints, check_rate
 from ._inputs import LogitsLike, MaskLike
-from ._registry import register_combiner
 from .base import PREDICT_CHUNK_ROWS, Combiner, FusionData
+from .registry import register_combiner
 
 __all__ = ["GatingCombiner"]
 
@@ -82,7 +82,7 @@ class GatingCombiner(Combiner):
         >>> logits = {"image": 3 * np.eye(3)[y] + rng.normal(size=(300, 3)),
         ...           "text": rng.normal(size=(300, 3))}
         >>> gate = GatingCombiner(max_epochs=20).fit(logits, y)
-        >>> gate.gate_weights(logits).shape  # [N, M], columns follow gate.modalities_
+        >>> gate.gate_weights(logits).shape  # [N, M], columns follow gate.expert_names_
         (300, 2)
     """
 
@@ -151,7 +151,7 @@ class GatingCombiner(Combiner):
         generator = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = _GateNet(len(self.modalities_), self.n_classes_, self.hidden)
+            net = _GateNet(len(self.expert_names_), self.n_classes_, self.hidden)
         device = self._torch_device()
         net.to(device)
         rows = np.arange(data.n_rows)
@@ -229,8 +229,13 @@ class GatingCombiner(Combiner):
         with torch.inference_mode():
             return _fuse(weights, log_probs, self.fusion).cpu().numpy()
 
+    def explain_weights(self, logits: LogitsLike, *, mask: MaskLike = None
+                        ) -> tuple[np.ndarray, tuple[str, ...], str] | None:
+        """Per-example gate weights over the experts."""
+        return self.gate_weights(logits, mask=mask), tuple(self.expert_names_), "gate"
+
     def gate_weights(self, logits: LogitsLike, *, mask: MaskLike = None) -> np.ndarray:
-        """Per-example expert weights ``[N, M]`` (columns follow ``modalities_``; rows sum to 1
+        """Per-example expert weights ``[N, M]`` (columns follow ``expert_names_``; rows sum to 1
         over present experts, absent experts get 0)."""
         logit_set = self._validated_set(logits, mask)
         chunks = [self._weights_tensor(self._prepare(logit_set, slice(start, start + size)))[0]
@@ -246,7 +251,7 @@ class GatingCombiner(Combiner):
 
     def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any],
                  directory: Any) -> None:
-        net = _GateNet(len(self.modalities_), self.n_classes_, self.hidden)
+        net = _GateNet(len(self.expert_names_), self.n_classes_, self.hidden)
         tensors = {k[len("gate."):]: torch.as_tensor(v) for k, v in arrays.items()
                    if k.startswith("gate.")}
         try:

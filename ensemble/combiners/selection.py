@@ -12,8 +12,8 @@ from sklearn.base import clone
 from ..exceptions import ConfigError
 from ._checks import check_choice, check_positive_ints
 from ._math import masked_weights, mix
-from ._registry import load_combiner, register_combiner
 from .base import PREDICT_CHUNK_ROWS, Combiner, FusionData
+from .registry import load_combiner, register_combiner
 
 __all__ = ["EnsembleSelection"]
 
@@ -120,7 +120,7 @@ class EnsembleSelection(Combiner):
             c if c.__sklearn_is_fitted__() else clone(c).fit(data.logits, y)
             for c in self.candidates or ()
         ]
-        self.candidate_names_ = tuple(self.modalities_) + tuple(
+        self.candidate_names_ = tuple(self.expert_names_) + tuple(
             f"{i}:{c.registry_name}" for i, c in enumerate(self.candidates_)
         )
         presence = self._presence(data).astype(np.float64)
@@ -155,7 +155,7 @@ class EnsembleSelection(Combiner):
 
     def _log_proba(self, data: FusionData) -> np.ndarray:
         weights = masked_weights(self.weights_, self._presence(data))
-        n_experts = len(self.modalities_)
+        n_experts = len(self.expert_names_)
         mixture = mix(weights[:, :n_experts], data.log_probs, exp=True)
         for j, proba in enumerate(self._candidate_probas(data)):
             mixture += weights[:, n_experts + j, None] * proba
@@ -182,6 +182,9 @@ class EnsembleSelection(Combiner):
         for i, combiner in enumerate(self.candidates_):
             combiner.save(directory / _CANDIDATES_DIR / str(i))
 
+    def _weight_names(self) -> tuple[str, ...]:
+        return tuple(self.candidate_names_)
+
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         return {"counts": self.counts_}, {"candidate_names": list(self.candidate_names_)}
 
@@ -190,7 +193,7 @@ class EnsembleSelection(Combiner):
         self.candidates_ = list(self.candidates or ())
         self.candidate_names_ = tuple(str(n) for n in state["candidate_names"])
         counts = np.asarray(arrays["counts"], dtype=np.float64)
-        expected = len(self.modalities_) + len(self.candidates_)
+        expected = len(self.expert_names_) + len(self.candidates_)
         if counts.shape != (expected,) or len(self.candidate_names_) != expected:
             raise ValueError(f"counts have shape {counts.shape}, expected ({expected},)")
         if (counts < 0).any() or counts.sum() <= 0:

@@ -16,7 +16,6 @@ from sklearn.model_selection import KFold
 from ..exceptions import ConfigError
 from ._checks import check_choice, check_positive_ints, check_rate
 from ._design import META_FEATURES, modality_dropout, stacking_blocks, stacking_features
-from ._registry import register_combiner
 from ._sklearn_io import (
     check_classifier,
     encode_estimator,
@@ -27,6 +26,7 @@ from ._sklearn_io import (
 from ._sklearn_io import restore_estimator as _restore_estimator
 from ._torch_linear import STRUCTURES, TorchLinear, fit_torch_linear
 from .base import PREDICT_CHUNK_ROWS, Combiner, FusionData
+from .registry import register_combiner
 
 __all__ = ["StackingCombiner"]
 
@@ -223,7 +223,7 @@ class StackingCombiner(Combiner):
     def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any],
                  directory: Any) -> None:
         self.C_ = state["C"]
-        n_modalities = len(self.modalities_)
+        n_modalities = len(self.expert_names_)
         n_scalars = n_modalities * (len(set(self.meta_features) - {"log_proba"}) + 1)
         n_blocks = n_modalities * ("log_proba" in self.meta_features)
         if state["meta_learner"] == _TORCH:

@@ -12,8 +12,8 @@ from ..exceptions import ConfigError, ModalityError
 from ._checks import check_choice
 from ._inputs import LogitsLike, MaskLike
 from ._math import masked_weights, mix
-from ._registry import register_combiner
 from .base import PREDICT_CHUNK_ROWS, Combiner, FusionData
+from .registry import register_combiner
 
 __all__ = ["VotingCombiner"]
 
@@ -66,7 +66,7 @@ class VotingCombiner(Combiner):
             )
 
     def _fit(self, data: FusionData, y: np.ndarray) -> None:
-        modalities = self.modalities_
+        modalities = self.expert_names_
         if self.weights is None:
             weights = np.ones(len(modalities))
         elif self.weights == "fit":
@@ -104,7 +104,7 @@ class VotingCombiner(Combiner):
     def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any],
                  directory: Any) -> None:
         weights = np.asarray(arrays["weights"], dtype=np.float64)
-        if weights.shape != (len(self.modalities_),):
+        if weights.shape != (len(self.expert_names_),):
             raise ValueError(f"weights have shape {weights.shape}")
         self.weights_ = weights
 

@@ -9,24 +9,26 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._io import FORMAT_VERSION, atomic_directory, read_config, read_json, write_json
+from .._io import FORMAT_VERSION, atomic_directory, library_versions, write_json
 from ..exceptions import ArtifactError, ClassMismatchError, ConfigError
-from .base import DerivedOutputs, Expert, load_expert
+from ..labels import LabelSpace
+from .base import METADATA, Expert, LogitOutputs
+from .loading import load_expert
+from .registry import register_expert
 
 __all__ = ["BaggedExpert"]
 
-_CONFIG = "config.json"
 _MEMBERS = "members"
-KIND = "BaggedExpert"
 
 
-class BaggedExpert(DerivedOutputs):
+@register_expert("bagged")
+class BaggedExpert(LogitOutputs):
     """Fitted experts of one modality and label space whose logits are averaged.
 
     Used wherever an expert is: :meth:`predict_logits`, :meth:`embed`,
@@ -56,10 +58,10 @@ class BaggedExpert(DerivedOutputs):
                     f"BaggedExpert members disagree on the classes: {first.class_names!r} vs "
                     f"{member.class_names!r}."
                 )
-            if member.input_column != first.input_column:
+            if member.column != first.column:
                 raise ConfigError(
-                    f"BaggedExpert members read different columns: {first.input_column!r} vs "
-                    f"{member.input_column!r}."
+                    f"BaggedExpert members read different columns: {first.column!r} vs "
+                    f"{member.column!r}."
                 )
         self.members = members
         self.trained_on_ = list(dict.fromkeys(
@@ -76,8 +78,26 @@ class BaggedExpert(DerivedOutputs):
         return self.members[0].class_names
 
     @property
+    def labels(self) -> LabelSpace:
+        return self.members[0].labels
+
+    @property
+    def column(self) -> str:
+        return self.members[0].column
+
+    @property
     def input_column(self) -> str:
-        return self.members[0].input_column
+        return self.column
+
+    @property
+    def kind(self) -> str:
+        """This class's registry name (``bagged``)."""
+        return type(self).registry_name
+
+    @property
+    def member_kind(self) -> str:
+        """The registry name of the members' kind."""
+        return self.members[0].registry_name
 
     @property
     def checkpoint(self) -> str:
@@ -111,7 +131,7 @@ class BaggedExpert(DerivedOutputs):
 
     def fingerprint(self) -> str:
         """sha256 over the members' fingerprints, in order."""
-        digest = hashlib.sha256(KIND.encode())
+        digest = hashlib.sha256(b"BaggedExpert")
         for member in self.members:
             digest.update(member.fingerprint().encode())
         return digest.hexdigest()
@@ -119,39 +139,38 @@ class BaggedExpert(DerivedOutputs):
     # -- persistence -----------------------------------------------------------------------
 
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
-        """``config.json`` + ``members/<i>/`` (each a saved expert), written atomically."""
+        """``ensemble.json`` + ``members/<i>/`` (each a saved expert), written atomically."""
         directory = Path(directory)
         with atomic_directory(directory) as tmp:
             for i, member in enumerate(self.members):
                 member.save_pretrained(tmp / _MEMBERS / str(i))
-            write_json(tmp / _CONFIG, {
-                "kind": KIND, "format_version": FORMAT_VERSION, "modality": self.modality,
-                "members": len(self.members), "trained_on": self.trained_on_,
-                "fingerprint": self.fingerprint(),
+            write_json(tmp / METADATA, {
+                "kind": self.kind, "format_version": FORMAT_VERSION,
+                "modality": self.modality, "column": self.column,
+                "class_names": self.class_names, "members": len(self.members),
+                "trained_on": self.trained_on_, "fingerprint": self.fingerprint(),
+                "versions": library_versions(),
             })
         return directory
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike[str], **kwargs: Any) -> BaggedExpert:
         """Load a bagged expert written by :meth:`save_pretrained`; never unpickles."""
-        directory = Path(directory)
-        config = read_config(directory, _CONFIG)
-        count = config.get("members")
-        if config.get("kind") != KIND or not isinstance(count, int) or count < 1:
+        loaded = load_expert(directory, **kwargs)
+        if not isinstance(loaded, cls):
             raise ArtifactError(f"{directory} is not a saved BaggedExpert.")
+        return loaded
+
+    @classmethod
+    def load_saved(cls, directory: Path, metadata: Mapping[str, Any],
+                   **kwargs: Any) -> BaggedExpert:
+        """Rebuild from a folder's metadata (called by :func:`load_expert`)."""
+        count = metadata.get("members")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ArtifactError(f"{directory} is not a saved BaggedExpert ('members' is "
+                                f"{count!r}).")
         members = [load_expert(directory / _MEMBERS / str(i), **kwargs) for i in range(count)]
-        bagged = cls(members, trained_on=[str(f) for f in config.get("trained_on", [])])
-        if config.get("fingerprint") not in (None, bagged.fingerprint()):
-            raise ArtifactError(f"{directory}: the members' weights do not match config.json.")
+        bagged = cls(members, trained_on=[str(f) for f in metadata.get("trained_on", [])])
+        if metadata.get("fingerprint") not in (None, bagged.fingerprint()):
+            raise ArtifactError(f"{directory}: the members' weights do not match {METADATA}.")
         return bagged
-
-
-def is_bagged(directory: str | os.PathLike[str]) -> bool:
-    """Whether a saved expert directory holds a :class:`BaggedExpert`."""
-    path = Path(directory) / _CONFIG
-    if not path.is_file():
-        return False
-    try:
-        return read_json(path).get("kind") == KIND
-    except ArtifactError:
-        return False

@@ -10,12 +10,14 @@ killed run resumes where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import os
 import pickle
 import random
 import time
+import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,6 +127,30 @@ class TrainingConfig:
         if self.resume and not self.output_dir:
             raise ConfigError("TrainingConfig.resume=True needs output_dir to find the checkpoint.")
 
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], *, where: str = "training") -> TrainingConfig:
+        """A config from plain data (a recipe's ``training:`` mapping, CLI overrides).
+
+        Unknown keys suggest the closest field; numbers written as strings (YAML 1.1 reads
+        ``1e-3`` as the string ``'1e-3'``) are read as the number they spell.
+
+        Example:
+            >>> TrainingConfig.from_options({"learning_rate": "1e-3"}).learning_rate
+            0.001
+        """
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for key, value in options.items():
+            if key not in hints:
+                close = difflib.get_close_matches(str(key), list(hints), n=1, cutoff=0.6)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(
+                    f"unknown key '{where}.{key}'.{hint} Allowed keys in {where}: "
+                    f"{sorted(hints)!r}."
+                )
+            values[key] = _number_from_text(hints[key], value, f"{where}.{key}")
+        return cls(**values)
+
     def updated(self, **changes: Any) -> TrainingConfig:
         """A copy with ``changes`` applied; unknown names raise :class:`ConfigError`."""
         known = {f.name for f in dataclasses.fields(self)}
@@ -140,6 +166,27 @@ class TrainingConfig:
         ignored = {"resume", "progress", "num_workers", "output_dir",
                    "early_stopping_patience", "eval_batch_size"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in ignored}
+
+
+def _number_from_text(annotation: Any, value: Any, key: str) -> Any:
+    """``value`` as a number when the field is numeric and it is a string spelling one."""
+    if not isinstance(value, str):
+        return value
+    numeric = {int, float} & set(typing.get_args(annotation) or (annotation,))
+    if not numeric:
+        return value
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise ConfigError(
+            f"{key} must be a number, got the string {value!r}; write it as a number "
+            "(e.g. 0.001 or 1.0e-3)."
+        ) from None
+    if int in numeric and float not in numeric:
+        if not number.is_integer():
+            raise ConfigError(f"{key} must be a whole number, got {value!r}.")
+        return int(number)
+    return number
 
 
 @dataclass

@@ -22,7 +22,7 @@ def test_fusion_quality_quick_scores_every_combiner_baseline_and_oracle(
     baselines = {module.BEST_EXPERT, module.AVERAGE, module.SKLEARN_STACKING}
     assert set(rows) == set(list_combiners()) | baselines | {module.ORACLE}
     assert {n for n, r in rows.items() if r["kind"] == "baseline"} == baselines
-    assert written["best_expert"] in written["modalities"]
+    assert written["best_expert"] in written["experts"]
 
     best, oracle = written["best_expert_accuracy"], written["oracle_accuracy"]
     assert 0.0 <= best <= oracle <= 1.0

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
+Script = Callable[[str], ModuleType]
+
 
 def test_finetune_emoji_quick_fits_both_experts_and_writes_logits(
-    tmp_path: Path, benchmark_script
+    tmp_path: Path, benchmark_script: Script
 ) -> None:
     out = tmp_path / "finetune.json"
     results = benchmark_script("finetune_emoji").main(
@@ -26,16 +30,33 @@ def test_finetune_emoji_quick_fits_both_experts_and_writes_logits(
         written["experts"][m]["test_accuracy"] for m in ("image", "text"))
 
 
+@pytest.mark.parametrize(
+    "contender", [pytest.param("trainer", marks=pytest.mark.slow), "raw", "ours"])
+def test_train_overhead_contenders_train_the_full_modes_text_model(
+    contender: str, benchmark_script: Script, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In-process, one contender of --quick on the text expert: the same mean-pooling model
+    class as all-MiniLM-L6-v2 in the full mode, whose outputs carry no loss."""
+    bench = benchmark_script("train_overhead")
+    bench.main(["--worker", "--quick", "--expert", "text", "--contender", contender,
+                "--rows", "16", "--batch-size", "8"])
+    sample = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert sample["model"] == bench.MODEL_CLASSES["text"] == "MeanPoolingClassifier"
+    assert sample["samples_per_second"] > 0
+
+
 @pytest.mark.slow
 def test_train_overhead_quick_compares_every_contender(
-    tmp_path: Path, benchmark_script
+    tmp_path: Path, benchmark_script: Script
 ) -> None:
     out = tmp_path / "overhead.json"
     benchmark_script("train_overhead").main(["--quick", "--out", str(out)])
     written = json.loads(out.read_text())
+    assert written["models"] == {"image": "EfficientNet", "text": "MeanPoolingClassifier"}
     assert set(written["experts"]["image"]) == {"raw", "ours"}
     assert set(written["experts"]["text"]) == {"raw", "ours", "trainer"}
     for summary in written["experts"].values():
         assert summary["raw"]["ratio_to_raw"] == 1.0
         assert all(row["samples_per_second"] > 0 for row in summary.values())
     assert written["experts"]["text"]["ours"]["ratio_to_trainer"] > 0
+    assert set(written["load_average"]) == {"start", "end"}

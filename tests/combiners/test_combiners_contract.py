@@ -34,7 +34,7 @@ def test_fit_returns_self_and_sets_fitted_attributes(name, small_set, combiner_f
     logits, y = small_set
     combiner = combiner_factory(name)
     assert combiner.fit(logits, y) is combiner
-    assert combiner.modalities_ == logits.modalities
+    assert combiner.expert_names_ == logits.expert_names
     assert combiner.class_names_ == logits.class_names
     np.testing.assert_array_equal(combiner.classes_, np.arange(logits.n_classes))
 
@@ -45,7 +45,7 @@ def test_clone_and_get_params(name, combiner_factory) -> None:
     copy = clone(combiner)
     assert type(copy) is type(combiner)
     assert copy.get_params() == combiner.get_params()
-    assert not hasattr(copy, "modalities_")
+    assert not hasattr(copy, "expert_names_")
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -76,7 +76,7 @@ def test_chunked_prediction_matches_one_pass(name, fitted, small_set, monkeypatc
     combiner = fitted[name]
     if combiner._predict_chunk_rows is None:
         pytest.skip(f"{name} predicts all rows at once")
-    mask = np.ones((logits.n_rows, len(logits.modalities)), dtype=bool)
+    mask = np.ones((logits.n_rows, len(logits.expert_names)), dtype=bool)
     mask[::4, 1] = False
     monkeypatch.setattr(type(combiner), "_predict_chunk_rows", None)
     whole = combiner.predict_logits(logits, mask=mask)
@@ -87,7 +87,7 @@ def test_chunked_prediction_matches_one_pass(name, fitted, small_set, monkeypatc
 @pytest.mark.parametrize("name", ALL)
 def test_missing_rows_and_all_missing_rows(name, fitted, small_set) -> None:
     logits, _ = small_set
-    mask = np.ones((logits.n_rows, len(logits.modalities)), dtype=bool)
+    mask = np.ones((logits.n_rows, len(logits.expert_names)), dtype=bool)
     mask[::3, 0] = False
     mask[1::3, 1:] = False
     mask[2] = False
@@ -108,7 +108,7 @@ def test_save_load_round_trip(name, fitted, small_set, tmp_path) -> None:
     for loaded in (load_combiner(tmp_path / name), get_combiner_class(name).load(tmp_path / name)):
         assert type(loaded) is type(combiner)
         np.testing.assert_array_equal(loaded.predict_proba(logits), combiner.predict_proba(logits))
-        assert loaded.modalities_ == combiner.modalities_
+        assert loaded.expert_names_ == combiner.expert_names_
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -16,9 +16,10 @@ from ensemble.combiners import (
     VotingCombiner,
     load_combiner,
 )
-from ensemble.combiners._math import log_softmax, masked_weights
+from ensemble.combiners._math import masked_weights
 from ensemble.combiners.selection import _LOSSES, _Trials
 from ensemble.exceptions import ArtifactError, InvalidLogitsError
+from ensemble.labels import log_softmax
 from ensemble.logits import LogitSet
 
 # -- voting ---------------------------------------------------------------------------------
@@ -64,7 +65,7 @@ def test_geometric_is_product_of_experts(small_set) -> None:
 
 def _documented_layout(logits: LogitSet) -> np.ndarray:
     """Each expert's log-probabilities, then one missing indicator per expert."""
-    return np.hstack([log_softmax(logits.logits[m]) for m in logits.modalities]
+    return np.hstack([log_softmax(logits.logits[m]) for m in logits.expert_names]
                      + [1.0 - np.asarray(logits.mask, dtype=np.float32)]).astype(np.float64)
 
 

@@ -120,7 +120,7 @@ def test_tampered_config_json(saved) -> None:
     ({"kind": "LogitSet"}, "not a combiner"),
     ({"params": {"method": "median", "weights": None, "calibrate": False}}, "method"),
     ({"params": {"unknown": 1}}, "tampered"),
-    ({"modalities": ["image", "text", "audio"]}, "tampered"),
+    ({"experts": ["image", "text", "audio"]}, "tampered"),
     ({"labels": "floats"}, "tampered"),
 ])
 def test_tampered_config_values(saved, changes, message) -> None:

@@ -30,7 +30,7 @@ def complete_scores(train_set, test_set, combiner_factory):
 def _single_expert_scores(test, y_test) -> list[tuple[float, float]]:
     return [
         (accuracy(y_test, softmax(test.logits[m])), nll(y_test, softmax(test.logits[m])))
-        for m in test.modalities
+        for m in test.expert_names
     ]
 
 
@@ -60,8 +60,8 @@ def test_thirty_percent_missing_per_modality(name, missing_sets, combiner_factor
     proba = combiner_factory(name).fit(train, y).predict_proba(test)
     assert np.isfinite(proba).all()
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-9)
-    for j, modality in enumerate(test.modalities):
+    for j, modality in enumerate(test.expert_names):
         rows = ~mask[:, j] & (mask.sum(axis=1) >= 2)
-        available = [softmax(test.logits[m][rows]) for m in test.modalities if m != modality]
+        available = [softmax(test.logits[m][rows]) for m in test.expert_names if m != modality]
         best = max(accuracy(y_test[rows], p) for p in available)
         assert accuracy(y_test[rows], proba[rows]) > best + 0.05, modality

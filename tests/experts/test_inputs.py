@@ -10,8 +10,10 @@ import pytest
 from PIL import Image, ImageFile
 
 from ensemble.exceptions import InvalidImageError, InvalidTextError
-from ensemble.experts import ImageExpert, TextExpert, _inputs
-from ensemble.experts._inputs import to_rgb_image, to_text
+from ensemble.experts import ImageExpert, TextExpert
+from ensemble.modalities import image as image_modality
+from ensemble.modalities.image import to_rgb_image
+from ensemble.modalities.text import to_text
 
 WHITE = (255, 255, 255)
 
@@ -63,7 +65,7 @@ def test_unreadable_image_raises_and_names_the_example(tmp_path: Path, make) -> 
 def test_an_image_over_the_pixel_limit_is_refused_before_decoding(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_inputs, "MAX_IMAGE_PIXELS", 32 * 32 - 1)
+    monkeypatch.setattr(image_modality, "MAX_IMAGE_PIXELS", 32 * 32 - 1)
     decoded = []
     real_load = ImageFile.ImageFile.load
 

@@ -42,11 +42,11 @@ def test_predict_argument_errors(synthetic_run: Path, capsys: pytest.CaptureFixt
                                  ) -> None:
     bundle = str(synthetic_run / "bundle")
     assert main(["predict", bundle, "-q"]) == 4
-    assert "at least one --image" in capsys.readouterr().err
+    assert "at least one --input" in capsys.readouterr().err
     assert main(["predict", bundle, "-q", "--image", "nope.png"]) == 4
     assert "does not exist" in capsys.readouterr().err
     assert main(["predict", bundle, "-q", "--text", "a", "--text", "b", "--image", "-"]) == 4
-    assert "in pairs" in capsys.readouterr().err
+    assert "one value per example" in capsys.readouterr().err
 
 
 def test_exit_codes_are_specific_first() -> None:

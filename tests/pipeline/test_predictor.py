@@ -87,7 +87,7 @@ def test_batching_does_not_change_results(predictor: FusionPredictor) -> None:
     ({"texts": []}, DataError, "empty"),
     ({"texts": [""]}, DataError, "empty"),
     ({"images": 3}, DataError, "cannot read a int"),
-    ({"inputs": {"audio": ["x"]}}, ModalityError, "unknown expert 'audio'"),
+    ({"inputs": {"audio": ["x"]}}, ModalityError, "unknown input column 'audio'"),
 ])
 def test_input_errors(predictor: FusionPredictor, kwargs: dict, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
@@ -207,7 +207,7 @@ def test_cpu_inference_settings(synthetic_run: Path, predictor: FusionPredictor)
     # Image experts hold their weights channels_last; the values are the saved ones.
     convs = [p for p in image.model.parameters() if p.dim() == 4]
     assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
-    saved = json.loads((synthetic_run / "bundle" / "experts" / "image" / "config.json")
+    saved = json.loads((synthetic_run / "bundle" / "experts" / "image" / "ensemble.json")
                        .read_text())
     assert image.fingerprint() == saved["fingerprint"]
 

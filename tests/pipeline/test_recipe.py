@@ -53,7 +53,8 @@ def test_shorthand_and_defaults() -> None:
     recipe = recipe_from_dict(BASE)
     assert recipe.combiners == [CombinerConfig("voting", "voting"),
                                 CombinerConfig("stacking", "stack")]
-    assert recipe.experts["image"].modality == "image"
+    image = recipe.experts["image"]
+    assert (image.type, image.column) == ("timm", "image")  # the legacy form, resolved
     assert recipe.evaluation.bootstrap == 1000 and recipe.bundle_combiner == "voting"
 
 
@@ -85,9 +86,9 @@ def test_errors_name_the_key(data: dict, key: str) -> None:
 
 
 @pytest.mark.parametrize(("data", "hint"), [
-    (_with(combiners=["stackin"]), r"combiners\[0\].name: .*Did you mean \['stacking'"),
+    (_with(combiners=["stackin"]), r"combiners\[0\].name: .*Did you mean 'stacking'"),
     (_with(data={"source": "emojis"}), "Did you mean 'emoji'"),
-    (_with(experts={"audio": {"checkpoint": "x"}}), "experts.audio.modality"),
+    (_with(experts={"audio": {"checkpoint": "x"}}), "experts.audio.type"),
     (_with(bundle={"combiner": "stacking"}), "bundle.combiner"),
 ])
 def test_unknown_names_suggest(data: dict, hint: str) -> None:

@@ -38,7 +38,7 @@ def test_run_writes_every_artifact(synthetic_run: Path) -> None:
         marker = json.loads((synthetic_run / "stages" / f"{stage}.json").read_text())
         assert marker["fingerprint"] and marker["files"] and "inputs" in marker
     resolved = json.loads((synthetic_run / "recipe.json").read_text())
-    assert resolved["name"] == "synthetic" and resolved["experts"]["text"]["modality"] == "text"
+    assert resolved["name"] == "synthetic" and resolved["experts"]["text"]["column"] == "text"
     assert not (synthetic_run / "work").exists() or not any((synthetic_run / "work").iterdir())
     for name in ("report.md", "metrics.json", "plots/reliability.png", "plots/confusion.png",
                  "plots/gate_weights.png"):

@@ -8,7 +8,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import os
 from collections.abc import Callable
@@ -16,12 +15,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._io import read_json
-from ..exceptions import ArtifactError, ConfigError, UnknownNameError
+from ..exceptions import ArtifactError, ConfigError
+from ..registry import Registry
 
 if TYPE_CHECKING:
     from .base import Combiner
 
+_T = TypeVar("_T", bound="type[Combiner]")
+
 __all__ = [
+    "COMBINERS",
     "create_combiner",
     "get_combiner_class",
     "list_combiners",
@@ -29,44 +32,23 @@ __all__ = [
     "register_combiner",
 ]
 
-_REGISTRY: dict[str, type[Combiner]] = {}
-_T = TypeVar("_T", bound="type[Combiner]")
+#: Every combiner class, by name (see :class:`ensemble.registry.Registry`).
+COMBINERS: Registry[type[Combiner]] = Registry("combiner")
 
 
 def register_combiner(name: str) -> Callable[[_T], _T]:
     """Class decorator: make a :class:`Combiner` subclass available under ``name``."""
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"a combiner name must be a non-empty string, got {name!r}.")
-
-    def decorate(cls: _T) -> _T:
-        known = _REGISTRY.get(name)
-        if known is not None and known.__qualname__ != cls.__qualname__:
-            raise ConfigError(
-                f"combiner name {name!r} is already taken by {known.__module__}."
-                f"{known.__qualname__}; choose another name."
-            )
-        cls.registry_name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorate
+    return COMBINERS.register(name)
 
 
 def list_combiners() -> list[str]:
     """Registered combiner names, sorted."""
-    return sorted(_REGISTRY)
+    return COMBINERS.names()
 
 
 def get_combiner_class(name: str) -> type[Combiner]:
     """The class registered under ``name``; unknown names suggest close matches."""
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3, cutoff=0.5)
-        hint = f" Did you mean {close!r}?" if close else ""
-        raise UnknownNameError(
-            f"unknown combiner {name!r}.{hint} Registered: {list_combiners()!r}."
-        ) from None
+    return COMBINERS.get(name)
 
 
 def create_combiner(name: str, **params: Any) -> Combiner:

@@ -1,0 +1,399 @@
+"""``TabularExpert`` (kind ``sklearn``): any scikit-learn classifier over a tabular column group.
+
+The input column holds one dict per row (``{field: number | string | None}``, the struct
+column :func:`~ensemble.data.load_multimodal` builds from a tabular group), or ``None``
+when the whole group is missing. Numbers stay numbers (missing -> NaN), strings are
+categories coded from the training rows (unseen -> NaN). HistGradientBoosting, the
+default, handles NaN and categories natively; for estimators that do not, missing numbers
+are imputed with the training median and categories one-hot encoded.
+
+Saved without pickle: the feature encoding as JSON, the estimator with ``skops``. It is
+loaded back only when its bytes match the fingerprint recorded next to it and every type in
+the file that skops does not trust by default is a scikit-learn *class* (or one of
+:data:`TRUSTED_EXTRA`, or listed by the caller in ``trusted_types``). Functions are never
+trusted by module name: skops calls some loaded callables while it loads (e.g.
+``builtins.exec``), so a file naming one could run code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._io import atomic_directory, read_json, write_json
+from ..exceptions import ArtifactError, ConfigError, DataError, InvalidTabularError
+from ..labels import LabelSpace
+from ..modalities.tabular import TabularModality
+from .base import Expert
+from .registry import register_expert
+
+__all__ = ["TRUSTED_EXTRA", "TabularExpert"]
+
+_ESTIMATOR = "estimator.skops"
+_ENCODING = "encoding.json"
+#: Types beyond scikit-learn's classes that its own classifiers store and that are safe to
+#: load (HistGradientBoosting with categorical features binds ``check_array`` in a partial;
+#: the partial's function is checked on its own).
+TRUSTED_EXTRA = frozenset({"functools.partial", "sklearn.utils.validation.check_array"})
+#: Smallest probability kept when probabilities become logits (log of zero is -inf).
+_FLOOR = 1e-7
+
+
+def _default_estimator(seed: int, categorical: list[bool]) -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    mask = np.asarray(categorical, dtype=bool)
+    return HistGradientBoostingClassifier(
+        random_state=seed, categorical_features=mask if mask.any() else None)
+
+
+def _estimator_from_name(name: str, params: Mapping[str, Any]) -> Any:
+    module_name, _, class_name = name.rpartition(".")
+    if not module_name.startswith("sklearn.") or not class_name:
+        raise ConfigError(
+            f"estimator {name!r} must be a scikit-learn classifier's dotted path, e.g. "
+            "'sklearn.ensemble.RandomForestClassifier' (other estimators: pass an instance "
+            "from Python)."
+        )
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as err:
+        raise ConfigError(f"estimator {name!r} cannot be imported ({err}).") from None
+    return cls(**params)
+
+
+def _absent(value: Any) -> bool:
+    """A missing group: ``None``, or a mapping whose fields are all missing (the data layer
+    stores such a row as ``None``)."""
+    return value is None or (isinstance(value, Mapping) and TabularModality().is_missing(value))
+
+
+def _is_sklearn_class(name: str) -> bool:
+    """Whether ``name`` (``module.Class``) is a class defined in scikit-learn."""
+    module_name, _, attribute = name.rpartition(".")
+    if module_name != "sklearn" and not module_name.startswith("sklearn."):
+        return False
+    try:
+        value = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError, ValueError):
+        return False
+    return isinstance(value, type) and str(value.__module__).startswith("sklearn.")
+
+
+def _allows_nan(estimator: Any) -> bool:
+    try:
+        from sklearn.utils import get_tags
+
+        return bool(get_tags(estimator).input_tags.allow_nan)
+    except (ImportError, AttributeError):
+        return False
+
+
+@register_expert("sklearn")
+class TabularExpert(Expert):
+    """A scikit-learn classifier with ``predict_proba`` over one tabular column group.
+
+    ``estimator`` is an unfitted classifier instance, a dotted scikit-learn class path
+    (with ``estimator_params``), or ``None`` for ``HistGradientBoostingClassifier``.
+
+    Example:
+        >>> expert = TabularExpert(column="meta", labels=["a", "b"])
+        >>> rows = [{"x": 0.0}, {"x": 1.0}] * 10
+        >>> import datasets
+        >>> ds = datasets.Dataset.from_dict({"meta": rows, "label": ["a", "b"] * 10})
+        >>> expert.fit(ds).predict_logits([{"x": 1.0}]).argmax(axis=1).tolist()
+        [1]
+    """
+
+    modality = "tabular"
+
+    def __init__(self, *, column: str, labels: LabelSpace | Sequence[str],
+                 estimator: Any = None, estimator_params: Mapping[str, Any] | None = None,
+                 seed: int = 0) -> None:
+        super().__init__(column=column, labels=labels, seed=seed)
+        self.estimator = estimator
+        self.estimator_params = dict(estimator_params or {})
+        self._fingerprint: str | None = None
+        self._blob: bytes | None = None
+
+    # -- encoding -------------------------------------------------------------------------
+
+    def _rows(self, data: Any) -> list[Any]:
+        if isinstance(data, (list, tuple)):
+            return list(data)
+        if hasattr(data, "column_names"):
+            self.require_column(data)
+            return list(data.with_format(None)[self.column])
+        return [data]
+
+    def present_rows(self, data: Any) -> np.ndarray:
+        """Boolean ``[N]``: rows whose group is given and has at least one field."""
+        return np.array([not _absent(value) for value in self._rows(data)], dtype=bool)
+
+    def _check_row(self, value: Any, row: int) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise InvalidTabularError(
+                f"row {row} of column {self.column!r} is a {type(value).__name__} ({value!r}); "
+                "a tabular input is a mapping {field: value} (None for a missing row)."
+            )
+        return value
+
+    def _learn_encoding(self, rows: list[Mapping[str, Any]]) -> None:
+        fields: list[str] = []
+        for row in rows:
+            fields.extend(k for k in row if k not in fields)
+        if not fields:
+            raise DataError(f"column {self.column!r} has no fields to learn from.")
+        kinds: dict[str, str] = {}
+        categories: dict[str, list[str]] = {}
+        for name in fields:
+            values = [row.get(name) for row in rows]
+            texts = [v for v in values if isinstance(v, str)]
+            numbers = [v for v in values if isinstance(v, (int, float, np.number, np.bool_))]
+            if texts and numbers:
+                raise InvalidTabularError(
+                    f"field {name!r} of column {self.column!r} mixes numbers and strings (e.g. "
+                    f"{texts[0]!r}); make it all numbers or all categories."
+                )
+            kinds[name] = "categorical" if texts else "numeric"
+            if texts:
+                categories[name] = sorted(set(texts))
+        self.fields_ = fields
+        self.kinds_ = kinds
+        self.categories_ = categories
+
+    def _raw_matrix(self, rows: list[Mapping[str, Any]],
+                    positions: Sequence[int] | None = None) -> np.ndarray:
+        """Numbers as float (NaN missing), categories as codes (NaN missing/unseen);
+        ``positions`` are the rows' indices in the caller's data (for messages)."""
+        matrix = np.full((len(rows), len(self.fields_)), np.nan, dtype=np.float64)
+        codes = {n: {c: i for i, c in enumerate(cats)} for n, cats in self.categories_.items()}
+        for i, row in enumerate(rows):
+            for j, name in enumerate(self.fields_):
+                value = row.get(name)
+                if value is None:
+                    continue
+                if self.kinds_[name] == "categorical":
+                    code = codes[name].get(str(value))
+                    matrix[i, j] = np.nan if code is None else code
+                    continue
+                if isinstance(value, str):
+                    row = i if positions is None else positions[i]
+                    raise InvalidTabularError(
+                        f"field {name!r} of column {self.column!r}, row {row}, is {value!r}, but "
+                        "the expert was fitted on numbers there; give a number or None."
+                    )
+                matrix[i, j] = float(value)
+        return matrix
+
+    def _model_matrix(self, raw: np.ndarray) -> np.ndarray:
+        """What the estimator reads: ``raw`` itself, or imputed and one-hot encoded."""
+        if self.native_nan_:
+            return raw
+        columns = []
+        for j, name in enumerate(self.fields_):
+            values = raw[:, j]
+            if self.kinds_[name] == "categorical":
+                width = len(self.categories_[name])
+                onehot = np.zeros((len(raw), width), dtype=np.float64)
+                known = ~np.isnan(values)
+                onehot[np.flatnonzero(known), values[known].astype(np.int64)] = 1.0
+                columns.append(onehot)
+            else:
+                filled = np.where(np.isnan(values), self.medians_[j], values)
+                columns.append(filled[:, None])
+                columns.append(np.isnan(values).astype(np.float64)[:, None])
+        return np.concatenate(columns, axis=1)
+
+    def _features(self, raw: np.ndarray) -> np.ndarray:
+        """Pre-logit features for feature stacking: the inputs, NaN filled with medians."""
+        return np.where(np.isnan(raw), np.asarray(self.medians_)[None, :], raw).astype(np.float32)
+
+    # -- fitting --------------------------------------------------------------------------
+
+    def _make_estimator(self) -> Any:
+        from sklearn.base import clone, is_classifier
+
+        categorical = [self.kinds_[n] == "categorical" for n in self.fields_]
+        if self.estimator is None:
+            estimator = _default_estimator(self.seed, categorical)
+        elif isinstance(self.estimator, str):
+            estimator = _estimator_from_name(self.estimator, self.estimator_params)
+        else:
+            estimator = clone(self.estimator)
+            if self.estimator_params:
+                estimator.set_params(**self.estimator_params)
+        if not is_classifier(estimator) or not hasattr(estimator, "predict_proba"):
+            raise ConfigError(
+                f"estimator {type(estimator).__name__} is not a scikit-learn classifier with "
+                "predict_proba; use e.g. HistGradientBoostingClassifier or LogisticRegression."
+            )
+        return estimator
+
+    def fit(self, train: Any, eval_dataset: Any | None = None, *, config: Any = None,
+            label_column: str = "label", **train_args: Any) -> TabularExpert:
+        """Fit the estimator on the rows of ``train`` whose group is present.
+
+        ``eval_dataset`` is not used for fitting (scikit-learn estimators do their own
+        internal validation, e.g. HistGradientBoosting's early stopping).
+        """
+        if train_args or config is not None:
+            raise ConfigError(
+                f"the sklearn expert takes no training arguments (got "
+                f"{sorted(train_args) or ['config']!r}); pass estimator_params= instead."
+            )
+        labels = self.encode_labels(train, label_column)
+        values = self._rows(train)
+        keep = [i for i, v in enumerate(values) if not _absent(v)]
+        if not keep:
+            raise DataError(f"no training example has a {self.column!r} input; nothing to fit.")
+        rows = [self._check_row(values[i], i) for i in keep]
+        self._learn_encoding(rows)
+        raw = self._raw_matrix(rows, keep)
+        self.medians_ = [float(np.nanmedian(raw[:, j])) if np.isfinite(raw[:, j]).any() else 0.0
+                         for j in range(raw.shape[1])]
+        estimator = self._make_estimator()
+        self.native_nan_ = _allows_nan(estimator)
+        estimator.fit(self._model_matrix(raw), labels[keep])
+        self.estimator_ = estimator
+        self._fingerprint = None
+        self._blob = None
+        fingerprint = str(getattr(train, "_fingerprint", "") or "")
+        if fingerprint and fingerprint not in self.trained_on_:
+            self.trained_on_.append(fingerprint)
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "estimator_"):
+            from ..exceptions import NotFittedError
+
+            raise NotFittedError(
+                f"the sklearn expert on {self.column!r} is not fitted; call fit(train) first."
+            )
+
+    # -- inference ------------------------------------------------------------------------
+
+    def predict_logits(self, data: Any, *, batch_size: int = 64, return_features: bool = False,
+                       progress: bool = True) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Log-probabilities ``[N, C]`` as logits (zeros where the group is missing: ``None``
+        or every field missing)."""
+        self._check_fitted()
+        values = self._rows(data)
+        present = [i for i, v in enumerate(values) if not _absent(v)]
+        logits = np.zeros((len(values), self.num_classes), dtype=np.float32)
+        features = np.zeros((len(values), len(self.fields_)), dtype=np.float32)
+        if present:
+            raw = self._raw_matrix([self._check_row(values[i], i) for i in present], present)
+            proba = self.estimator_.predict_proba(self._model_matrix(raw))
+            full = np.full((len(present), self.num_classes), _FLOOR, dtype=np.float64)
+            full[:, np.asarray(self.estimator_.classes_, dtype=np.int64)] = np.maximum(proba,
+                                                                                       _FLOOR)
+            full /= full.sum(axis=1, keepdims=True)
+            logits[present] = np.log(full).astype(np.float32)
+            features[present] = self._features(raw)
+        return (logits, features) if return_features else logits
+
+    # -- identity and persistence ---------------------------------------------------------
+
+    def _estimator_bytes(self) -> bytes:
+        if self._blob is None:
+            import skops.io
+
+            self._blob = skops.io.dumps(self.estimator_)
+        return self._blob
+
+    def _encoding(self) -> dict[str, Any]:
+        return {"fields": self.fields_, "kinds": self.kinds_, "categories": self.categories_,
+                "medians": self.medians_, "native_nan": self.native_nan_}
+
+    def _digest(self, encoding: Mapping[str, Any], blob: bytes) -> str:
+        digest = hashlib.sha256(b"TabularExpert")
+        digest.update("\x1f".join(self.class_names).encode())
+        digest.update(json.dumps(encoding, sort_keys=True).encode())
+        digest.update(blob)
+        return digest.hexdigest()
+
+    def fingerprint(self) -> str:
+        """sha256 over the saved estimator, the feature encoding and the label space."""
+        self._check_fitted()
+        if self._fingerprint is None:
+            self._fingerprint = self._digest(self._encoding(), self._estimator_bytes())
+        return self._fingerprint
+
+    def hyper_parameters(self) -> dict[str, Any]:
+        estimator = self.estimator
+        name = (estimator if isinstance(estimator, str) or estimator is None
+                else f"{type(estimator).__module__}.{type(estimator).__name__}")
+        return {"estimator": name, "estimator_params": self.estimator_params}
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """``estimator.skops`` + ``encoding.json`` + ``ensemble.json``, written atomically."""
+        self._check_fitted()
+        directory = Path(directory)
+        with atomic_directory(directory) as tmp:
+            (tmp / _ESTIMATOR).write_bytes(self._estimator_bytes())
+            write_json(tmp / _ENCODING, self._encoding())
+            self.write_metadata(tmp)
+        return directory
+
+    @classmethod
+    def load_saved(cls, directory: Path, metadata: Mapping[str, Any], *,
+                   trusted_types: Sequence[str] = (), **kwargs: Any) -> TabularExpert:
+        """Load with skops after checking the file against the recorded fingerprint,
+        trusting only scikit-learn classes, :data:`TRUSTED_EXTRA` and ``trusted_types``."""
+        import skops.io
+
+        params = metadata.get("params") or {}
+        expert = cls(column=str(metadata["column"]), labels=metadata["class_names"],
+                     estimator=params.get("estimator"),
+                     estimator_params=params.get("estimator_params") or {},
+                     seed=int(metadata.get("seed", 0)))
+        blob = (directory / _ESTIMATOR).read_bytes() if (directory / _ESTIMATOR).is_file() \
+            else None
+        if blob is None:
+            raise ArtifactError(f"{directory / _ESTIMATOR} is missing; re-save the expert.")
+        try:
+            encoding = read_json(directory / _ENCODING)
+            expert.fields_ = [str(f) for f in encoding["fields"]]
+            expert.kinds_ = {str(k): str(v) for k, v in encoding["kinds"].items()}
+            expert.categories_ = {str(k): [str(c) for c in v]
+                                  for k, v in encoding["categories"].items()}
+            expert.medians_ = [float(m) for m in encoding["medians"]]
+            expert.native_nan_ = bool(encoding["native_nan"])
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise ArtifactError(f"{directory} is incomplete or damaged ({err}).") from err
+        if any(math.isnan(m) for m in expert.medians_):
+            raise ArtifactError(f"{directory / _ENCODING}: medians hold NaN; re-save the expert.")
+        recorded = metadata.get("fingerprint")
+        if recorded and recorded != expert._digest(expert._encoding(), blob):
+            # Checked before skops reads the file: nothing of a modified file is loaded.
+            raise ArtifactError(
+                f"{directory}: {_ESTIMATOR} or {_ENCODING} does not match the fingerprint in "
+                "ensemble.json; the folder was modified after saving. Re-save the expert."
+            )
+        try:
+            untrusted = skops.io.get_untrusted_types(data=blob)
+        except Exception as err:  # skops raises several types on a damaged zip
+            raise ArtifactError(f"{directory / _ESTIMATOR} is not a skops file ({err}).") from err
+        allowed = TRUSTED_EXTRA | set(trusted_types)
+        refused = [t for t in untrusted if t not in allowed and not _is_sklearn_class(t)]
+        if refused:
+            raise ArtifactError(
+                f"{directory / _ESTIMATOR} contains types that are not scikit-learn classes: "
+                f"{refused!r}; load it only if you trust its author, with "
+                f"load_expert(..., trusted_types={refused!r})."
+            )
+        try:
+            expert.estimator_ = skops.io.loads(blob, trusted=list(untrusted))
+        except Exception as err:  # skops and the estimators' own __setstate__ raise many types
+            raise ArtifactError(f"{directory / _ESTIMATOR} cannot be loaded ({err}).") from err
+        expert._blob = blob
+        expert.check_loaded(directory, metadata)
+        return expert

@@ -1,0 +1,217 @@
+"""``ImageExpert`` (kind ``timm``): a timm image classifier fine-tuned on the label space.
+
+A saved image expert is also a timm ``local-dir`` model folder: ``config.json``
+(architecture, num_classes, label_names, model_args, pretrained_cfg with the data config)
+and ``model.safetensors``, so ``timm.create_model("local-dir:<folder>", pretrained=True)``
+loads it without this library. ``ensemble.json`` holds the ensemble's own metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_model
+from timm.data import create_transform, resolve_data_config
+from torch import nn
+
+from .._io import atomic_directory, read_json, write_json
+from ..exceptions import ArtifactError, CheckpointNotFoundError, ConfigError
+from ..labels import LabelSpace
+from ..modalities.image import to_rgb_image
+from .registry import register_expert
+from .torch_expert import Batch, TorchExpert
+
+__all__ = ["ImageExpert"]
+
+_TIMM_CONFIG = "config.json"
+_WEIGHTS = "model.safetensors"
+#: The ``timm.create_model`` argument that reads a weights file (with torch.load) even
+#: when ``pretrained=False``; a saved expert's weights come from model.safetensors only.
+_LOADS_WEIGHTS = "checkpoint_path"
+
+
+def _jsonable(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
+
+
+@register_expert("timm")
+class ImageExpert(TorchExpert):
+    """A timm classifier over images; preprocessing comes from the model's data config.
+
+    ``checkpoint`` is any ``timm.create_model`` name (``"resnet18.a1_in1k"``,
+    ``"hf-hub:timm/..."``, ``"local-dir:/path"``) or a local folder; with
+    ``pretrained=True`` it is resolved through :mod:`ensemble.checkpoints`, so an offline
+    mirror package can stand in for the Hub. ``image_size`` overrides the input
+    resolution (useful for small images such as 64px emoji); ``augment`` turns on timm's
+    training-time augmentation. Nothing is built or downloaded until first use.
+
+    Example:
+        >>> expert = ImageExpert("test_resnet", ["cat", "dog"], pretrained=False)
+        >>> expert.data_config["input_size"]
+        (3, 160, 160)
+    """
+
+    modality = "image"
+
+    def __init__(
+        self,
+        checkpoint: str,
+        labels: LabelSpace | Sequence[str],
+        *,
+        column: str = "image",
+        pretrained: bool = True,
+        image_size: int | None = None,
+        augment: bool = False,
+        data_config: Mapping[str, Any] | None = None,
+        model_kwargs: Mapping[str, Any] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(checkpoint, labels, column=column, seed=seed)
+        self.pretrained = pretrained
+        self.image_size = image_size
+        self.augment = augment
+        self.data_config_override = dict(data_config or {})
+        self.model_kwargs = dict(model_kwargs or {})
+        self._weights_dir: Path | None = None  # set when loading a saved expert
+
+    # -- building -------------------------------------------------------------------------
+
+    def build_model(self) -> nn.Module:
+        size = self.image_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 8):
+            raise ConfigError(f"image_size must be an integer >= 8, got {size!r}.")
+        source = self.checkpoint
+        pretrained = self.pretrained and self._weights_dir is None
+        if pretrained:
+            from ..checkpoints import resolve_image_checkpoint
+
+            source = resolve_image_checkpoint(self.checkpoint)
+        try:
+            model = timm.create_model(source, pretrained=pretrained,
+                                      num_classes=self.num_classes, **self.model_kwargs)
+        except RuntimeError as err:
+            if "Unknown model" in str(err):
+                raise CheckpointNotFoundError(
+                    f"timm has no model {self.checkpoint!r}; see timm.list_models() for names."
+                ) from err
+            raise
+        # oneDNN's (and cuDNN's) convolutions are faster in this layout, in training and in
+        # inference (~1.3x, benchmarks/predict_overhead.py); values, saved files and the
+        # fingerprint are the same as in the default layout.
+        model.to(memory_format=torch.channels_last)
+        resolved = resolve_data_config({}, model=model)
+        if size is not None:
+            resolved["input_size"] = (3, size, size)
+        resolved.update(self.data_config_override)
+        self._data_config = {k: tuple(v) if isinstance(v, list) else v
+                             for k, v in resolved.items()}
+        self._eval_transform = create_transform(**self._data_config, is_training=False)
+        self._train_transform = (create_transform(**self._data_config, is_training=True)
+                                 if self.augment else self._eval_transform)
+        self._architecture = str(model.pretrained_cfg.get("architecture") or self.checkpoint)
+        return model
+
+    @property
+    def data_config(self) -> dict[str, Any]:
+        """timm's resolved data config (input size, mean, std, crop, interpolation)."""
+        self.model  # noqa: B018 - builds the model and its preprocessing on first use
+        return self._data_config
+
+    @property
+    def architecture(self) -> str:
+        self.model  # noqa: B018
+        return self._architecture
+
+    # -- the torch hooks ------------------------------------------------------------------
+
+    def collate_inputs(self, values: list[Any], ids: list[str], *, train: bool) -> Batch:
+        self.model  # noqa: B018
+        transform = self._train_transform if train else self._eval_transform
+        images = [transform(to_rgb_image(value, ident))
+                  for value, ident in zip(values, ids, strict=True)]
+        return {"pixel_values": torch.stack(images)}
+
+    def forward(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        return model(batch["pixel_values"])
+
+    def classifier(self) -> nn.Module:
+        return self.model.get_classifier()
+
+    def feature_size(self) -> int:
+        return int(getattr(self.model, "num_features", 0) or super().feature_size())
+
+    # -- persistence ----------------------------------------------------------------------
+
+    def hyper_parameters(self) -> dict[str, Any]:
+        return {
+            "architecture": self.architecture,
+            "image_size": self.image_size,
+            "augment": self.augment,
+            "data_config": _jsonable(self.data_config),
+            "model_kwargs": self.model_kwargs,
+        }
+
+    def timm_config(self) -> dict[str, Any]:
+        """The ``config.json`` timm's ``local-dir:`` source reads."""
+        pretrained_cfg = {k: v for k, v in dict(self.model.pretrained_cfg).items()
+                          if isinstance(v, (str, int, float, bool, list, tuple)) and v is not None
+                          and k not in ("file", "source", "hf_hub_id", "url", "state_dict")}
+        pretrained_cfg.update(_jsonable(self.data_config))
+        pretrained_cfg.update(num_classes=self.num_classes, label_names=self.class_names,
+                              architecture=self.architecture)
+        return {
+            "architecture": self.architecture,
+            "num_classes": self.num_classes,
+            "num_features": int(getattr(self.model, "num_features", 0) or 0),
+            "label_names": self.class_names,
+            "model_args": {k: v for k, v in self.model_kwargs.items() if k != _LOADS_WEIGHTS},
+            "pretrained_cfg": _jsonable(pretrained_cfg),
+        }
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write a timm local-dir folder (+ ``ensemble.json``) atomically."""
+        directory = Path(directory)
+        with atomic_directory(directory) as tmp:
+            save_model(self.model, str(tmp / _WEIGHTS))
+            write_json(tmp / _TIMM_CONFIG, self.timm_config())
+            self.write_metadata(tmp)
+        return directory
+
+    @classmethod
+    def load_saved(cls, directory: Path, metadata: Mapping[str, Any],
+                   **kwargs: Any) -> ImageExpert:
+        params = metadata.get("params") or {}
+        timm_config = read_json(directory / _TIMM_CONFIG)
+        model_kwargs = {k: v for k, v in (params.get("model_kwargs") or {}).items()
+                        if k != _LOADS_WEIGHTS}
+        expert = cls(
+            str(timm_config.get("architecture") or params.get("architecture")),
+            metadata["class_names"],
+            column=str(metadata["column"]),
+            pretrained=False,
+            image_size=params.get("image_size"),
+            augment=bool(params.get("augment", False)),
+            data_config=params.get("data_config"),
+            model_kwargs=model_kwargs,
+            seed=int(metadata.get("seed", 0)),
+        )
+        expert._weights_dir = directory
+        try:
+            missing, unexpected = load_model(expert.model, str(directory / _WEIGHTS),
+                                             strict=False)
+        except (OSError, RuntimeError, ValueError, SafetensorError) as err:
+            raise ArtifactError(f"{directory / _WEIGHTS} cannot be loaded: {err}") from err
+        if missing or unexpected:
+            raise ArtifactError(
+                f"{directory / _WEIGHTS} does not match the architecture: missing "
+                f"{sorted(missing)[:5]!r}, unexpected {sorted(unexpected)[:5]!r}."
+            )
+        # The model is built (from the architecture); record where its weights came from.
+        expert._checkpoint = str(metadata.get("checkpoint") or expert.checkpoint)
+        expert.restore_training_record(directory, metadata)
+        return expert

@@ -1,0 +1,233 @@
+"""The modality contract and its registry: what kind of value an input column holds.
+
+A :class:`Modality` knows one kind of input (image, text, tabular, ...): which ``datasets``
+features hold it (:meth:`~Modality.matches`), how to turn a raw value into the canonical
+in-memory value (:meth:`~Modality.coerce`), what counts as missing
+(:meth:`~Modality.is_missing`), which bytes identify a value for content ids
+(:meth:`~Modality.digest`), and how a dataset column of it is prepared and checked when the
+data is loaded (:meth:`~Modality.prepare_column`, :meth:`~Modality.check_column`). A new
+modality is one file with ``@register_modality("name")`` on a subclass; the data layer then
+accepts ``inputs={"column": "name"}`` without further changes.
+
+Example:
+    >>> from ensemble.modalities import get_modality, list_modalities
+    >>> "text" in list_modalities()
+    True
+    >>> get_modality("text").coerce("a red circle", ident="ex-1")
+    'a red circle'
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from ..exceptions import ModalityError
+from ..registry import Registry
+
+__all__ = [
+    "MODALITIES",
+    "ColumnContext",
+    "Modality",
+    "get_modality",
+    "is_missing_scalar",
+    "list_modalities",
+    "modality_of",
+    "register_modality",
+    "replace_column",
+]
+
+_M = TypeVar("_M", bound="type[Modality]")
+
+#: Every modality class, by name.
+MODALITIES: Registry[type[Modality]] = Registry("modality")
+_INSTANCES: dict[str, Modality] = {}
+
+
+def is_missing_scalar(value: Any) -> bool:
+    """``None`` or a float NaN: how a missing cell arrives from csv, pandas or Arrow."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def replace_column(dataset: Any, column: str, values: Any, feature: Any) -> Any:
+    """``dataset`` with ``column`` replaced by ``values`` (same place among the columns).
+
+    Example:
+        >>> from datasets import Dataset, Value
+        >>> ds = Dataset.from_dict({"a": [1, 2]})
+        >>> replace_column(ds, "a", ["x", "y"], Value("string"))["a"][:]
+        ['x', 'y']
+    """
+    order = list(dataset.column_names)
+    spare = f"__ensemble_new_{column}__"
+    out = dataset.add_column(spare, values, feature=feature).remove_columns([column])
+    return out.rename_column(spare, column).select_columns(order)
+
+
+@dataclass(frozen=True)
+class ColumnContext:
+    """What a load-time check needs besides the column itself.
+
+    ``source`` is the user's column name (the loaded column may carry the input's name),
+    ``base_dir`` the folder relative file paths are resolved against, ``row_name`` turns a
+    row number into words (``"example 'a1' (split 'train', row 3)"``) and ``fix`` says how to
+    point the input at another column (e.g. ``"pass image_column=... (CLI: --image-column)"``).
+    ``decode=False`` skips decoding every value to prove it readable (images).
+
+    Example:
+        >>> ColumnContext(source="caption", input_name="text").describe("train")
+        "column 'caption' (input 'text') of split 'train'"
+    """
+
+    source: str = ""
+    input_name: str = ""
+    base_dir: Path | None = None
+    row_name: Callable[[int], str] | None = None
+    fix: str = ""
+    decode: bool = True
+
+    def describe(self, split: str) -> str:
+        """``column 'x' (input 'y') of split 's'``."""
+        column = self.source or self.input_name
+        named = f" (input {self.input_name!r})" if self.input_name not in ("", column) else ""
+        return f"column {column!r}{named} of split {split!r}"
+
+    def row(self, split: str, row: int) -> str:
+        """Words for one row: the caller's ``row_name`` or ``row N of split 's'``."""
+        return self.row_name(row) if self.row_name is not None else f"row {row} of split {split!r}"
+
+
+class Modality(ABC):
+    """One kind of input value; subclasses are stateless and registered by name.
+
+    Example:
+        >>> from ensemble.modalities import get_modality
+        >>> get_modality("text").is_missing(None)
+        True
+    """
+
+    #: The registered name (set by :func:`register_modality`).
+    registry_name: ClassVar[str] = ""
+    #: True when one input of this modality is a group of source columns (tabular).
+    column_group: ClassVar[bool] = False
+
+    @property
+    def name(self) -> str:
+        """The registered name, e.g. ``"image"``."""
+        return type(self).registry_name
+
+    @abstractmethod
+    def matches(self, feature: Any) -> bool:
+        """Whether a ``datasets`` feature holds values of this modality once loaded."""
+
+    @abstractmethod
+    def coerce(self, value: Any, ident: str) -> Any:
+        """The canonical in-memory value; a typed error names ``ident`` when it is unusable."""
+
+    def is_missing(self, value: Any) -> bool:
+        """Whether ``value`` marks the input as absent for this example (default: None/NaN)."""
+        return is_missing_scalar(value)
+
+    @abstractmethod
+    def digest(self, value: Any) -> bytes:
+        """Bytes that identify a present stored value, hashed into content ids."""
+
+    def prepare_column(self, dataset: Any, column: str, split: str,
+                       context: ColumnContext | None = None) -> Any:
+        """``dataset`` with ``column`` in this modality's stored form (default: unchanged)."""
+        return dataset
+
+    @abstractmethod
+    def check_column(self, dataset: Any, column: str, split: str,
+                     context: ColumnContext | None = None) -> None:
+        """Validate ``column`` of one split at load time; typed errors name the row."""
+
+    # -- column groups (``column_group = True``, e.g. tabular) ---------------------------
+
+    def group_fields(self, splits: Mapping[str, Any], sources: Mapping[str, str], *,
+                     numeric: Sequence[str] | None = None,
+                     categorical: Sequence[str] | None = None,
+                     context: ColumnContext | None = None) -> Any:
+        """The fields of one group input over all splits (group modalities only)."""
+        raise ModalityError(f"the {self.name!r} modality reads one column, not a group.")
+
+    def build_column(self, dataset: Any, name: str, fields: Any, split: str,
+                     context: ColumnContext | None = None) -> Any:
+        """``dataset`` plus the group column ``name`` (group modalities only)."""
+        raise ModalityError(f"the {self.name!r} modality reads one column, not a group.")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+def register_modality(name: str) -> Callable[[_M], _M]:
+    """Class decorator: make a :class:`Modality` subclass available under ``name``.
+
+    Example:
+        >>> @register_modality("doc-example")
+        ... class Upper(Modality):
+        ...     def matches(self, feature): return False
+        ...     def coerce(self, value, ident): return str(value).upper()
+        ...     def digest(self, value): return str(value).encode()
+        ...     def check_column(self, dataset, column, split, context=None): pass
+        >>> get_modality("doc-example").coerce("a", ident="x")
+        'A'
+        >>> MODALITIES.unregister("doc-example")
+    """
+    register = MODALITIES.register(name)
+
+    def decorate(cls: _M) -> _M:
+        _INSTANCES.pop(name, None)
+        return register(cls)
+
+    return decorate
+
+
+def get_modality(name: str) -> Modality:
+    """The modality registered under ``name``; unknown names suggest close matches.
+
+    Raises :class:`~ensemble.exceptions.UnknownNameError`.
+
+    Example:
+        >>> get_modality("image").name
+        'image'
+    """
+    cls = MODALITIES.get(name)
+    instance = _INSTANCES.get(name)
+    if instance is None or type(instance) is not cls:
+        instance = _INSTANCES[name] = cls()
+    return instance
+
+
+def list_modalities() -> list[str]:
+    """Registered modality names, sorted.
+
+    Example:
+        >>> list_modalities()[:3]
+        ['image', 'tabular', 'text']
+    """
+    return MODALITIES.names()
+
+
+def modality_of(feature: Any) -> str:
+    """The name of the modality whose :meth:`~Modality.matches` accepts ``feature``.
+
+    Raises :class:`~ensemble.exceptions.ModalityError` when none (or several) do.
+
+    Example:
+        >>> from datasets import Value
+        >>> modality_of(Value("string"))
+        'text'
+    """
+    found = [name for name in list_modalities() if get_modality(name).matches(feature)]
+    if len(found) != 1:
+        what = "no registered modality" if not found else f"several modalities ({found})"
+        raise ModalityError(
+            f"{what} holds values of the feature {feature}; declare the column's modality "
+            f"explicitly, one of {list_modalities()!r}."
+        )
+    return found[0]

@@ -1,0 +1,123 @@
+"""Batch prediction from a file of rows to a file of predictions (``ensemble predict --data``).
+
+The input file (csv / tsv / json / jsonl / parquet) has one column per input the bundle
+reads; a tabular group may also come as its separate field columns. Relative image paths
+are read from the file's folder. Rows are predicted in chunks, so memory stays bounded, and
+the output is written atomically: it appears complete or not at all.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._io import output_errors
+from .exceptions import ConfigError, DataError
+
+__all__ = ["predict_file"]
+
+_READERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json",
+            ".ndjson": "json", ".parquet": "parquet"}
+_CHUNK = 512
+
+
+def _read(path: Path) -> Any:
+    import datasets
+
+    reader = _READERS.get(path.suffix.lower())
+    if reader is None:
+        raise ConfigError(f"--data {str(path)!r} must be one of {sorted(_READERS)!r}.")
+    options = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
+    return datasets.load_dataset(reader, data_files=str(path), split="train", **options)
+
+
+def _column_values(table: Any, predictor: Any, column: str, base: Path) -> list[Any]:
+    """One value per row for the predictor input ``column`` (``None`` where missing)."""
+    readers = [e for e in predictor.experts.values() if e.column == column]
+    if column in table.column_names:
+        values = list(table[column])
+    else:
+        fields = next((list(getattr(e, "fields_", [])) for e in readers
+                       if getattr(e, "fields_", None)), [])
+        present = [f for f in fields if f in table.column_names]
+        if not present:
+            return [None] * len(table)
+        columns = {f: table[f] for f in present}
+        values = [{f: columns[f][i] for f in present} for i in range(len(table))]
+    modality = predictor.columns[column]
+    if modality == "image":
+        values = [str(base / v) if isinstance(v, str) and v and not os.path.isabs(v) else v
+                  for v in values]
+    if modality in ("image", "text"):
+        values = [None if v is None or (isinstance(v, str) and not v.strip()) else v
+                  for v in values]
+    return values
+
+
+def _chunks(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+def predict_file(predictor: Any, data: Path, out: Path) -> int:
+    """Predict every row of ``data`` and write ``out``; returns the number of rows.
+
+    Example:
+        >>> predict_file(predictor, Path("rows.csv"), Path("predictions.csv"))  # doctest: +SKIP
+        120
+    """
+    table = _read(data)
+    if len(table) == 0:
+        raise DataError(f"--data {str(data)!r} has no rows.")
+    known = set(predictor.columns)
+    if not known & set(table.column_names) and not any(
+            set(getattr(e, "fields_", [])) & set(table.column_names)
+            for e in predictor.experts.values()):
+        raise DataError(
+            f"--data {str(data)!r} has none of the bundle's input columns "
+            f"{sorted(known)!r} (its columns: {table.column_names!r}); rename them."
+        )
+    base = data.resolve().parent
+    ids = ([str(i) for i in table["id"]] if "id" in table.column_names
+           else [str(i) for i in range(len(table))])
+    inputs = {c: _column_values(table, predictor, c, base) for c in predictor.columns}
+    probabilities: list[np.ndarray] = []
+    for rows in _chunks(len(table), _CHUNK):
+        chunk = {c: values[rows] for c, values in inputs.items()}
+        probabilities.append(predictor.predict_proba(chunk))
+    proba = np.concatenate(probabilities)
+    names = list(predictor.class_names)
+    best = proba.argmax(axis=1)
+    record: dict[str, Any] = {
+        "id": ids,
+        "prediction": [names[k] for k in best],
+        "confidence": proba.max(axis=1).astype(np.float64).round(6).tolist(),
+    }
+    for j, name in enumerate(names):
+        record[f"p_{name}"] = proba[:, j].astype(np.float64).round(6).tolist()
+    _write(record, out)
+    return len(ids)
+
+
+def _write(record: dict[str, Any], out: Path) -> None:
+    import datasets
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table = datasets.Dataset.from_dict(record)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    with output_errors(out):
+        try:
+            suffix = out.suffix.lower()
+            if suffix == ".csv":
+                table.to_csv(str(tmp), index=False)
+            elif suffix == ".jsonl":
+                table.to_json(str(tmp), lines=True)
+            else:
+                table.to_parquet(str(tmp))
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)

@@ -1,0 +1,74 @@
+"""One registry pattern for every pluggable kind (experts, combiners, modalities).
+
+A :class:`Registry` maps names to classes, timm-style: ``register`` is a class decorator
+that records the name on the class (``registry_name``), ``get`` resolves a name and
+suggests close matches for unknown ones, ``names`` lists what is registered.
+
+Example:
+    >>> widgets = Registry("widget")
+    >>> @widgets.register("round")
+    ... class Round:
+    ...     pass
+    >>> widgets.get("round").registry_name, widgets.names()
+    ('round', ['round'])
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from .exceptions import ConfigError, UnknownNameError
+
+__all__ = ["Registry"]
+
+_T = TypeVar("_T", bound=type)
+
+
+class Registry(Generic[_T]):
+    """Names -> classes of one kind (``what`` names the kind in error messages)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._classes: dict[str, _T] = {}
+
+    def register(self, name: str) -> Callable[[_T], _T]:
+        """Class decorator: make ``cls`` available under ``name``."""
+        if not isinstance(name, str) or not name or name != name.strip():
+            raise ConfigError(f"a {self.what} name must be a non-empty string, got {name!r}.")
+
+        def decorate(cls: _T) -> _T:
+            known = self._classes.get(name)
+            if known is not None and known.__qualname__ != cls.__qualname__:
+                raise ConfigError(
+                    f"{self.what} name {name!r} is already taken by {known.__module__}."
+                    f"{known.__qualname__}; choose another name."
+                )
+            cls.registry_name = name  # type: ignore[attr-defined]
+            self._classes[name] = cls
+            return cls
+
+        return decorate
+
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (e.g. a plugin registered by a test); unknown names are ignored."""
+        self._classes.pop(name, None)
+
+    def names(self) -> list[str]:
+        """Registered names, sorted."""
+        return sorted(self._classes)
+
+    def get(self, name: str) -> _T:
+        """The class registered under ``name``; unknown names suggest close matches."""
+        try:
+            return self._classes[name]
+        except (KeyError, TypeError):
+            close = difflib.get_close_matches(str(name), list(self._classes), n=3, cutoff=0.5)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise UnknownNameError(
+                f"unknown {self.what} {name!r}.{hint} Registered: {self.names()!r}."
+            ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._classes
