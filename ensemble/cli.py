@@ -179,8 +179,11 @@ def _evaluate_bundle(args: argparse.Namespace) -> int:
             options[f"{role}_column"] = value
     if args.image_root is not None:
         options["image_root"] = args.image_root
-    predictor = _load_predictor(args.bundle, args)
+    # The data first (a bad file fails in seconds, before any model loads), read with the
+    # bundle's label space so a test set that holds only some of the classes still loads.
+    options.setdefault("class_names", _bundle_class_names(args.bundle))
     dataset = load_multimodal(args.data, **options)
+    predictor = _load_predictor(args.bundle, args)
     if args.split is None:
         args.split = "test" if "test" in dataset or len(dataset) != 1 else next(iter(dataset))
     if args.split not in dataset:
@@ -196,6 +199,27 @@ def _evaluate_bundle(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"report: {out / 'report.md'}", file=sys.stderr)
     return 0
+
+
+def _bundle_class_names(bundle: str) -> list[str]:
+    """The class names a bundle predicts (read without loading any model)."""
+    from pathlib import Path
+
+    from ._io import read_json
+
+    path = Path(bundle) / "label_space.json"
+    if not Path(bundle).is_dir():
+        raise ArtifactError(f"{bundle!r} is not a bundle directory; give the folder written by "
+                            "`ensemble run` (runs/<name>/bundle).")
+    if not path.is_file():
+        if (Path(bundle) / "bundle" / "label_space.json").is_file():
+            raise ArtifactError(f"{bundle} is a run folder, not a bundle; give its bundle: "
+                                f"{Path(bundle) / 'bundle'}.")
+        raise ArtifactError(f"{bundle}: label_space.json is missing; the bundle is incomplete.")
+    names = read_json(path).get("class_names")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ArtifactError(f"{path} holds no class list; re-save the bundle.")
+    return names
 
 
 def _key_values(pairs: Sequence[str], flag: str) -> dict[str, Any]:

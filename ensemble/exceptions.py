@@ -26,7 +26,7 @@ __all__ = [
     "LabelError",
     "LeakageError",
     "ModalityError",
-    "NotFittedError",
+    "NotFittedError",  # noqa: F822 - built on first access (see __getattr__)
     "OutputError",
     "UnknownNameError",
 ]

@@ -37,7 +37,7 @@ from ._io import (
     sha256_file,
     write_json,
 )
-from .exceptions import ArtifactError, ConfigError, DataError
+from .exceptions import ArtifactError, ConfigError
 from .recipe import DATA_SOURCES, Recipe, data_loader, fingerprint, resolve_checkpoint
 
 __all__ = ["STAGES", "Pipeline", "PipelineResult", "StageResult", "StageRunner"]
@@ -184,13 +184,12 @@ class Pipeline:
         loader = data_loader(self.recipe.data.source)
         self.log(f"load data: {self.recipe.data.source}")
         dataset = loader(**self.recipe.data.options)
+        from .data import require_splits
+
         data = self.recipe.data
-        for split in (data.train_split, data.fit_split, data.test_split):
-            if split not in dataset:
-                raise DataError(
-                    f"the dataset has no split {split!r} (splits: {sorted(dataset)!r}); set "
-                    "data.train_split / data.fit_split / data.test_split in the recipe."
-                )
+        require_splits(dataset, {"data.train_split": data.train_split,
+                                 "data.fit_split": data.fit_split,
+                                 "data.test_split": data.test_split})
         return dataset
 
     @cached_property

@@ -121,7 +121,8 @@ class DataConfig:
     """Where the examples come from.
 
     ``source`` names a loader in :data:`DATA_SOURCES`; ``options`` are its keyword
-    arguments (for ``multimodal``: ``path_or_name``, ``image_column``, ``text_column``,
+    arguments (for ``multimodal``: ``path_or_name``, ``inputs`` (named input columns, e.g.
+    ``{photo: image, title: text, meta: [price, year]}``), ``image_column``, ``text_column``,
     ``label_column``, ``data_files``, ``column_names``, ``image_path_template``,
     ``validation_size``, ...). Relative local paths are resolved against the working
     directory and may not contain ``..``. Combiners are fitted on ``fit_split`` and the
@@ -491,7 +492,7 @@ def _check_expert(name: str, expert: ExpertConfig, seed: int) -> None:
         if legacy not in LEGACY_MODALITIES:
             from .experts import list_experts
 
-            raise ConfigError(
+            raise UnknownNameError(
                 f"{key}.type is missing; give the expert kind, one of {list_experts()!r} "
                 f"(e.g. type: timm, column: photo). The old form 'modality: image|text' is "
                 f"still read, but {legacy!r} is not one of {sorted(LEGACY_MODALITIES)!r}."

@@ -50,6 +50,8 @@ def keyword_hint(keyword: str, value: Any = ...) -> str:
     python = "<column>" if value is ... else repr(value)
     cli_value = "NAME" if value is ... else _yaml(value)
     flag = CLI_FLAGS.get(keyword)
+    if flag is not None and value is None:
+        return f"{keyword}=None (CLI: leave out {flag})"
     if flag is not None:
         return f"{keyword}={python} (CLI: {flag} {cli_value})"
     option = f"{keyword}={cli_value}"

@@ -88,19 +88,27 @@ def _spelling_variants(values: Mapping[str, list[Any]], ids: Mapping[str, Sequen
             f"spaces: {rare!r} ({counts[rare]} row(s)) first appears in example {ident!r} "
             f"(split {split!r}, row {row}), {common!r} in {counts[common]} row(s). Fix the "
             f"spelling, or if they are different classes list every class with "
-            f"{keyword_hint('class_names', sorted(first))}."
+            f"{_class_names_hint(sorted(first))}."
         )
 
 
-def _unseen(values: Mapping[str, list[Any]], ids: Mapping[str, Sequence[str]],
+def _class_names_hint(names: Sequence[str]) -> str:
+    """``class_names=[...]`` listing ``names`` (a placeholder when they are many)."""
+    if len(names) <= 12:
+        return keyword_hint("class_names", list(names))
+    return (f"class_names=[...] listing all {len(names)} classes (CLI: --data-option "
+            "'class_names=[...]')")
+
+
+def _unseen(codes: Mapping[str, np.ndarray], ids: Mapping[str, Sequence[str]],
             space: LabelSpace, label_column: str, train_split: str) -> None:
     """Refuse a class that has rows in another split but none in ``train_split``."""
-    seen = {v if isinstance(v, str) else space.names[v] for v in values[train_split]}
-    for split, vals in values.items():
+    seen = {space.names[code] for code in codes[train_split].tolist()}
+    for split, values in codes.items():
         if split == train_split:
             continue
-        for row, value in enumerate(vals):
-            name = value if isinstance(value, str) else space.names[value]
+        for row, code in enumerate(values.tolist()):
+            name = space.names[code]
             if name in seen:
                 continue
             close = [n for n in seen if n.strip().casefold() == name.strip().casefold()]
@@ -109,7 +117,7 @@ def _unseen(values: Mapping[str, list[Any]], ids: Mapping[str, Sequence[str]],
                 f"label {name!r} of example {ids[split][row]!r} (split {split!r}, row {row}, "
                 f"column {label_column!r}) has no row in split {train_split!r}, so no expert "
                 f"could learn it.{spelling} If the class is meant to be there, list every "
-                f"class with {keyword_hint('class_names', list(space.names))}, or pass "
+                f"class with {_class_names_hint(space.names)}, or pass "
                 f"{keyword_hint('allow_unseen_labels', True)}."
             )
 
@@ -175,6 +183,5 @@ def label_space(
                for split, vals in values.items()}
     if (class_names is None and not allow_unseen_labels and train_split in splits
             and len(splits) > 1):
-        _unseen({s: e.tolist() for s, e in encoded.items()}, ids, space, label_column,
-                train_split)
+        _unseen(encoded, ids, space, label_column, train_split)
     return space, encoded

@@ -9,8 +9,9 @@ head in ``classifier.safetensors``. ``ensemble.json`` holds the ensemble's own m
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,21 @@ from .torch_expert import Batch, TorchExpert
 __all__ = ["TextExpert"]
 
 _HEAD = "classifier.safetensors"
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """transformers without its load report and progress bars (restored afterwards)."""
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 @register_expert("transformers")
@@ -92,13 +108,19 @@ class TextExpert(TorchExpert):
         return self._build(resolve_text_checkpoint(self.checkpoint), pretrained=self.pretrained)
 
     @property
+    def pooling_(self) -> str:
+        """The pooling in use (``"model"`` or ``"mean"``; ``"auto"`` resolved on build)."""
+        self.model  # noqa: B018
+        return self._resolved_pooling
+
+    @property
     def tokenizer(self) -> Any:
         """The checkpoint's own tokenizer (loaded with the model)."""
         self.model  # noqa: B018 - builds model and tokenizer on first use
         return self._tokenizer
 
     def _build(self, source: str | Path, *, pretrained: bool) -> nn.Module:
-        self.pooling_ = (sentence_transformers_pooling(source) if self.pooling == "auto"
+        self._resolved_pooling = (sentence_transformers_pooling(source) if self.pooling == "auto"
                          else self.pooling)
         saved = self._saved_dir is not None
         config = AutoConfig.from_pretrained(
@@ -114,7 +136,7 @@ class TextExpert(TorchExpert):
             model = self._load_saved_model(source, config)
         elif pretrained:
             model = self._load_pretrained(source, config)
-        elif self.pooling_ == "mean":
+        elif self._resolved_pooling == "mean":
             model = self._mean_pooling(
                 AutoModel.from_config(config, trust_remote_code=self.trust_remote_code))
         else:
@@ -134,8 +156,12 @@ class TextExpert(TorchExpert):
 
     def _load_saved_model(self, source: str | Path, config: Any) -> nn.Module:
         """The fine-tuned model of a folder written by :meth:`save_pretrained`."""
+        with _quiet_transformers():
+            return self._read_saved_model(source, config)
+
+    def _read_saved_model(self, source: str | Path, config: Any) -> nn.Module:
         try:
-            if self.pooling_ == "mean":
+            if self._resolved_pooling == "mean":
                 model = self._mean_pooling(AutoModel.from_pretrained(
                     source, config=config, trust_remote_code=self.trust_remote_code))
                 head = load_file(str(Path(source) / _HEAD))
@@ -144,7 +170,9 @@ class TextExpert(TorchExpert):
                 model = AutoModelForSequenceClassification.from_pretrained(
                     source, config=config, trust_remote_code=self.trust_remote_code)
         except (OSError, RuntimeError, ValueError, KeyError, SafetensorError) as err:
-            raise ArtifactError(f"{source}: the saved text model cannot be loaded: {err}") from err
+            weights = Path(source) / ("model.safetensors")
+            raise ArtifactError(f"{weights} (the saved text model) cannot be loaded: {err}; "
+                                "re-save the expert.") from err
         return model
 
     def _load_pretrained(self, source: str | Path, config: Any) -> nn.Module:
@@ -154,18 +182,13 @@ class TextExpert(TorchExpert):
         labels), so transformers' own load report is silenced and replaced by a warning
         that names any *unexpected* gap, e.g. a body layer that was not in the checkpoint.
         """
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        model_class = AutoModel if self.pooling_ == "mean" else AutoModelForSequenceClassification
-        try:
+        mean = self._resolved_pooling == "mean"
+        model_class = AutoModel if mean else AutoModelForSequenceClassification
+        with _quiet_transformers():
             model, info = model_class.from_pretrained(
                 source, config=config, ignore_mismatched_sizes=True,
                 trust_remote_code=self.trust_remote_code, output_loading_info=True,
             )
-        finally:
-            hf_logging.set_verbosity(verbosity)
-            hf_logging.enable_progress_bar()
         head = {name for name, module in model.named_modules()
                 if isinstance(module, nn.Linear) and module.out_features == self.num_classes}
         missing = [key for key in info.get("missing_keys", ())
@@ -177,7 +200,7 @@ class TextExpert(TorchExpert):
                 "the architecture.",
                 stacklevel=3,
             )
-        return self._mean_pooling(model) if self.pooling_ == "mean" else model
+        return self._mean_pooling(model) if self._resolved_pooling == "mean" else model
 
     def _mean_pooling(self, backbone: nn.Module) -> nn.Module:
         # The [CLS] pooler gets no gradient under mean pooling; frozen, it cannot stall a
@@ -248,20 +271,15 @@ class TextExpert(TorchExpert):
 
     def hyper_parameters(self) -> dict[str, Any]:
         self.model  # noqa: B018 - pooling_ is known once built
-        return {"max_length": self.max_length, "pooling": self.pooling_,
+        return {"max_length": self.max_length, "pooling": self._resolved_pooling,
                 "model_kwargs": self.model_kwargs}
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write a transformers ``save_pretrained`` folder (+ ``ensemble.json``) atomically."""
         directory = Path(directory)
         model = self.model
-        enabled = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()  # no "Writing model shards" bar for one small file
-        try:
+        with _quiet_transformers():  # no "Writing model shards" bar for one small file
             self._save(model, directory)
-        finally:
-            if enabled:
-                hf_logging.enable_progress_bar()
         return directory
 
     def _save(self, model: nn.Module, directory: Path) -> None:

@@ -73,13 +73,15 @@ def test_mean_pooled_expert_trains_saves_and_reloads(tiny_text_checkpoint: Path,
     assert loaded.pooling_ == "mean" and loaded.fingerprint() == expert.fingerprint()
     np.testing.assert_array_equal(loaded.predict_logits(held_out, progress=False),
                                   expert.predict_logits(held_out, progress=False))
-    config = json.loads((tmp_path / "expert" / "config.json").read_text())
+    config = json.loads((tmp_path / "expert" / "ensemble.json").read_text())
     config["params"]["pooling"] = "max"
-    (tmp_path / "expert" / "config.json").write_text(json.dumps(config))
+    (tmp_path / "expert" / "ensemble.json").write_text(json.dumps(config))
     with pytest.raises(ArtifactError, match="'max'"):
         load_expert(tmp_path / "expert")
 
 
 def test_unknown_pooling_is_refused(tiny_text_checkpoint: Path) -> None:
     with pytest.raises(ConfigError, match="'max'"):
-        TextExpert(str(tiny_text_checkpoint), CLASSES, pooling="max")  # type: ignore[arg-type]
+        expert = TextExpert(str(tiny_text_checkpoint), CLASSES,
+                            pooling="max")  # type: ignore[arg-type]
+        _ = expert.model  # validated when the model is built (the constructor only stores)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-RUN_PAGES = ["getting-started.md", "predictor.md"]
+RUN_PAGES = ["getting-started.md", "predictor.md", "data.md"]
 _BLOCK = re.compile(r"^```python[ \t]*\n(.*?)^```", re.S | re.M)
 _LINK = re.compile(r"\]\(([^)#\s]+\.md)(#[^)]*)?\)")
 

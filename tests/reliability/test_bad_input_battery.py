@@ -49,6 +49,7 @@ from ensemble.exceptions import (
     LabelError,
 )
 from ensemble.experts import ImageExpert
+from ensemble.labels import LabelSpace
 
 
 @dataclass
@@ -170,8 +171,8 @@ def _nan_expert(env: Env) -> FusionPredictor:
 def _reversed_text_expert(env: Env) -> FusionPredictor:
     """The same text expert with its class list (and head rows) in the reverse order."""
     text = copy.deepcopy(env.predictor.experts["text"])
-    text.class_names = text.class_names[::-1]
-    head = text._classifier()
+    text.labels = LabelSpace(text.class_names[::-1])
+    head = text.classifier()
     with torch.no_grad():
         head.weight.copy_(head.weight.flip(0))
         head.bias.copy_(head.bias.flip(0))
@@ -299,7 +300,7 @@ CASES = [
         2, "must be a mapping"),
     Case("unknown-combiner-name", lambda e: e.cli("run", e.recipe(combiners=["stackin"]),
                                                   "--run-dir", str(e.out)),
-         2, "Did you mean ['stacking'"),
+         2, "Did you mean 'stacking'"),
     Case("bundle-from-a-newer-format-version", lambda e: e.cli(
         "predict", _newer_bundle(e), "-q", "--text", "red"), 3,
         "format version 99, this library reads up to 1; upgrade"),

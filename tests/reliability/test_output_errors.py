@@ -110,7 +110,7 @@ def _disk_fills_up(monkeypatch: pytest.MonkeyPatch) -> None:
                               "(os error 28)")
 
     monkeypatch.setattr(_io, "save_file", half_then_full)
-    monkeypatch.setattr("ensemble.experts.base.save_model", half_then_full)
+    monkeypatch.setattr("ensemble.experts.timm_image.save_model", half_then_full)
 
 
 @pytest.mark.parametrize("saver", SAVERS)

@@ -42,7 +42,7 @@ def test_kill_while_saving_an_expert_resumes_to_the_same_result(
         reference: dict[str, object], tmp_path: Path) -> None:
     run_dir = tmp_path / "killed"
     # The image expert is fine-tuned, then killed halfway through writing its weights.
-    killed = run_python(KILL, "ensemble.experts.base:save_model", "/experts/.image.", "cli",
+    killed = run_python(KILL, "ensemble.experts.timm_image:save_model", "/experts/.image.", "cli",
                         "run", str(SYNTHETIC), "--run-dir", str(run_dir), "-q", *FAST)
     assert_killed(killed)
     assert not (run_dir / "experts" / "image").exists(), "no half-written expert in place"

@@ -123,8 +123,11 @@ def test_a_pickle_planted_as_an_optimizer_checkpoint_is_refused(tmp_path: Path) 
 def test_an_expert_config_cannot_point_timm_at_a_pickle(copy: Path, tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     _plant_torch_pickle(copy / "experts" / "image" / "weights.pth", marker)
-    _edit(copy / "experts" / "image" / "config.json", lambda c: c["params"]["model_kwargs"].update(
-        checkpoint_path=str(copy / "experts" / "image" / "weights.pth")))
+    weights = str(copy / "experts" / "image" / "weights.pth")
+    _edit(copy / "experts" / "image" / "ensemble.json",
+          lambda c: c["params"]["model_kwargs"].update(checkpoint_path=weights))
+    _edit(copy / "experts" / "image" / "config.json",  # timm's own config, too
+          lambda c: c["model_args"].update(checkpoint_path=weights))
     resign(copy)
     # Ignored: a saved expert's weights come from its model.safetensors only.
     FusionPredictor.load(copy).predict(texts=["red"])
@@ -199,7 +202,7 @@ def test_trust_remote_code_is_off_unless_asked(tiny_text_checkpoint: Path, tmp_p
     load_expert(tmp_path / "text")
     assert trust_flags and set(trust_flags) == {False}
     trust_flags.clear()
-    TextExpert(str(tiny_text_checkpoint), CLASSES, trust_remote_code=True)
+    _ = TextExpert(str(tiny_text_checkpoint), CLASSES, trust_remote_code=True).model
     assert set(trust_flags) == {True}, "the spy sees the flag when it is turned on"
 
 
@@ -221,7 +224,7 @@ def test_remote_code_in_a_checkpoint_never_runs(tiny_text_checkpoint: Path,
     expert = TextExpert(str(folder), CLASSES)  # the plain architecture from model_type
     assert type(expert.model).__module__.startswith("transformers.")
     expert.save_pretrained(tmp_path / "saved")
-    _plant_remote_code(tmp_path / "saved" / "backbone", marker)
+    _plant_remote_code(tmp_path / "saved", marker)
     load_expert(tmp_path / "saved")
     assert not marker.exists()
 
