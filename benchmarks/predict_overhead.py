@@ -299,7 +299,7 @@ def _latency_contenders(setup: Setup) -> dict[str, Callable[[], Any]]:
 def _logits_under(setup: Setup, variant: Variant) -> tuple[dict[str, np.ndarray], np.ndarray]:
     predictor = setup.predictor
     with _applied(setup, variant):
-        logit_set = predictor._logit_set(predictor._inputs(setup.images, setup.texts, None))
+        logit_set = predictor.logits(images=setup.images, texts=setup.texts)
     return dict(logit_set.logits), predictor.combiner.predict_proba(logit_set)
 
 

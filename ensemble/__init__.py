@@ -25,8 +25,9 @@ _EXPORTS: dict[str, str] = {
     "load_emoji": "data",
     "load_multimodal": "data",
     "make_synthetic": "data",
-    # labels
+    # labels, dataset identity
     "LabelSpace": "labels",
+    "dataset_fingerprint": "fingerprints",
     # experts
     "Expert": "experts",
     "PrecomputedExpert": "experts",
@@ -81,6 +82,7 @@ __all__ = [
     "class_names",
     "create_combiner",
     "create_expert",
+    "dataset_fingerprint",
     "exceptions",
     "list_combiners",
     "list_experts",
@@ -120,6 +122,7 @@ if TYPE_CHECKING:
         load_expert,
         register_expert,
     )
+    from .fingerprints import dataset_fingerprint
     from .labels import LabelSpace
     from .logits import LogitCache, LogitSet, Provenance
     from .pipeline import Pipeline

@@ -333,6 +333,8 @@ def _predict(args: argparse.Namespace) -> int:
     shortcuts = {"images": [None if v == "-" else v for v in args.image] or None,
                  "texts": [None if v == "-" else v for v in args.text] or None}
     for column, modality in predictor.columns.items():
+        if modality in ("tabular", "scores") and column in columns:  # JSON per value
+            columns[column] = [_json_value(column, v) for v in columns[column]]
         if modality == "image":
             for path in columns.get(column, []):
                 if path is not None and not os.path.isfile(path):
@@ -349,6 +351,19 @@ def _predict(args: argparse.Namespace) -> int:
             _keep_top(row, args.top_k)
     print(json.dumps({"predictions": rows}, indent=2))
     return 0
+
+
+def _json_value(column: str, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as err:
+        raise DataError(
+            f"--input {column}={value!r}: this column takes JSON (e.g. "
+            f"--input {column}='{{\"price\": 3.5, \"brand\": \"acme\"}}'), or use --data "
+            f"FILE with one column per field ({err.msg})."
+        ) from None
 
 
 def _predict_file(predictor: Any, args: argparse.Namespace) -> int:

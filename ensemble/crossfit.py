@@ -31,6 +31,7 @@ import numpy as np
 from ._io import atomic_directory, read_json, read_verified_tensors, write_json, write_tensors
 from .exceptions import ConfigError, DataError
 from .experts import BaggedExpert, Expert, load_expert
+from .fingerprints import dataset_fingerprint
 from .logits import LogitSet, Provenance
 
 __all__ = ["CrossFitResult", "cross_fit", "fold_indices", "pool_splits"]
@@ -123,7 +124,7 @@ def cross_fit(
                              batch_size=batch_size, features=features)
         members.append(done[0])
         scores.append((held_out, done[1], done[2]))
-    pool_fingerprint = str(getattr(pool, "_fingerprint", "") or "")
+    pool_fingerprint = dataset_fingerprint(pool)
     bagged = BaggedExpert(members, trained_on=[*trained_on, pool_fingerprint])
     oof = _out_of_fold_set(bagged, pool, scores, modality or bagged.modality,
                            id_column=id_column)
@@ -192,7 +193,7 @@ def _out_of_fold_set(bagged: BaggedExpert, pool: Any,
         checkpoint=bagged.checkpoint,
         fingerprint=bagged.fingerprint(),
         split=f"cross-fitted ({len(scores)} folds)",
-        dataset_fingerprint=str(getattr(pool, "_fingerprint", "") or ""),
+        dataset_fingerprint=dataset_fingerprint(pool),
         # Each row was scored by the member that did not train on it: held out by
         # construction, so the members' own fold fingerprints are what they saw.
         trained_on=tuple(f for m in bagged.members for f in m.trained_on_),

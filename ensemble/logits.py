@@ -42,6 +42,7 @@ from .exceptions import (
     LeakageError,
     ModalityError,
 )
+from .fingerprints import dataset_fingerprint
 from .labels import softmax
 
 if TYPE_CHECKING:
@@ -496,7 +497,7 @@ class LogitSet:
         names = [list(e.class_names) for e in experts.values()]
         reference = names[0]
         parts: list[LogitSet] = []
-        dataset_fingerprint = str(getattr(dataset, "_fingerprint", "") or "")
+        data_fingerprint = dataset_fingerprint(dataset)
         for name, expert in experts.items():
             if set(expert.class_names) != set(reference):
                 raise ClassMismatchError(
@@ -508,7 +509,7 @@ class LogitSet:
                 checkpoint=str(getattr(expert, "checkpoint", "")),
                 fingerprint=expert.fingerprint(),
                 split=split,
-                dataset_fingerprint=dataset_fingerprint,
+                dataset_fingerprint=data_fingerprint,
                 trained_on=_seen_fingerprints(expert, dataset),
             )
             key = (cache.key(provenance, features=features, id_column=id_column)

@@ -38,6 +38,7 @@ from ._io import (
     write_json,
 )
 from .exceptions import ArtifactError, ConfigError
+from .fingerprints import dataset_fingerprint
 from .recipe import DATA_SOURCES, Recipe, data_loader, fingerprint, resolve_checkpoint
 
 __all__ = ["STAGES", "Pipeline", "PipelineResult", "StageResult", "StageRunner"]
@@ -291,7 +292,7 @@ class Pipeline:
                 make_expert, self.pool,
                 folds=self.folds, config=config, seed=self.recipe.seed, work_dir=work,
                 batch_size=self.recipe.logits_batch_size, modality=name,
-                trained_on=[str(train._fingerprint), str(held_out._fingerprint)],
+                trained_on=[dataset_fingerprint(train), dataset_fingerprint(held_out)],
                 log=self.log, name=name)
             expert = fitted.expert
             with atomic_directory(target) as tmp:

@@ -298,6 +298,11 @@ class FusionPredictor:
 
     # -- prediction -----------------------------------------------------------------------
 
+    def logits(self, inputs: Any = None, *, images: Any = None, texts: Any = None) -> Any:
+        """Every expert's logits on raw inputs (as for :meth:`predict_proba`) as a
+        :class:`~ensemble.logits.LogitSet` with the presence mask, in class order."""
+        return self._logit_set(self._inputs(inputs, images, texts))
+
     def predict_proba(self, inputs: Any = None, *, images: Any = None,
                       texts: Any = None) -> np.ndarray:
         """Fused probabilities ``[N, C]``; columns follow :attr:`class_names`.
@@ -431,10 +436,11 @@ class FusionPredictor:
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str], *, progress: bool = False,
-             precision: str = "fp32") -> FusionPredictor:
+             precision: str = "fp32", trusted_types: Sequence[str] = ()) -> FusionPredictor:
         """Load a bundle written by :meth:`save` after verifying every file against its
         manifest. Works offline; nothing is unpickled. ``precision`` is a run-time choice
-        (see :class:`FusionPredictor`), not stored in the bundle.
+        (see :class:`FusionPredictor`), not stored in the bundle. ``trusted_types`` lets a
+        tabular expert load non-scikit-learn types you trust (see docs/experts.md).
 
         Example:
             >>> predictor = FusionPredictor.load("runs/quickstart/bundle")  # doctest: +SKIP
@@ -449,7 +455,8 @@ class FusionPredictor:
         if config.get("kind") != _KIND:
             raise ArtifactError(f"{root} holds a {config.get('kind')!r}, not a {_KIND} bundle.")
         try:
-            experts = {str(name): load_expert(_inside(root, str(path)))
+            experts = {str(name): load_expert(_inside(root, str(path)),
+                                              trusted_types=tuple(trusted_types))
                        for name, path in config["experts"].items()}
             combiner = load_combiner(_inside(root, str(config["combiner"])))
             names = read_json(root / _LABELS)["class_names"]

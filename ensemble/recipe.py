@@ -337,7 +337,7 @@ def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
     if not path.is_file():
         raise ConfigError(f"recipe {str(path)!r} does not exist; give the path of a .yaml file.")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_unique_key_loader())
     except yaml.YAMLError as err:
         raise ConfigError(f"recipe {str(path)!r} is not valid YAML: {err}") from err
     if raw is None:
@@ -347,6 +347,29 @@ def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
     raw = apply_overrides(raw, overrides)
     raw.setdefault("name", path.stem)
     return recipe_from_dict(raw)
+
+
+def _unique_key_loader() -> type:
+    """A YAML SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the
+    last one silently, so a second expert with the same name would replace the first)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise ConfigError(
+                        f"the key {key!r} appears twice in one mapping (line "
+                        f"{seen[key].start_mark.line + 1} and line "
+                        f"{key_node.start_mark.line + 1}); give every key (e.g. every expert "
+                        "name) once."
+                    )
+                seen[key] = key_node
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

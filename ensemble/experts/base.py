@@ -21,10 +21,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._io import FORMAT_VERSION, library_versions, read_json, write_json
-from ..exceptions import ArtifactError, ConfigError, DataError
+from ..exceptions import ArtifactError, ConfigError, DataError, UnknownNameError
 from ..labels import LabelSpace, softmax
 
-__all__ = ["METADATA", "Expert", "LogitOutputs", "read_metadata"]
+__all__ = ["METADATA", "Expert", "LogitOutputs", "load_saved_expert", "read_metadata"]
 
 #: The file in every saved expert folder that holds the ensemble's own metadata.
 METADATA = "ensemble.json"
@@ -48,6 +48,23 @@ def read_metadata(directory: str | os.PathLike[str]) -> dict[str, Any]:
             f"{FORMAT_VERSION}); upgrade `late-fusion` or re-save the expert."
         )
     return metadata
+
+
+def load_saved_expert(directory: str | os.PathLike[str], **kwargs: Any) -> Any:
+    """Load a saved expert of any registered kind (the folder's metadata names it)."""
+    from .registry import get_expert_class
+
+    directory = Path(directory)
+    metadata = read_metadata(directory)
+    kind = metadata.get("kind")
+    try:
+        cls = get_expert_class(str(kind))
+    except UnknownNameError as err:
+        raise ArtifactError(
+            f"{directory} holds an expert of kind {kind!r}, which is not registered here "
+            f"({err}); import the module that registers it first."
+        ) from None
+    return cls.load_saved(directory, metadata, **kwargs)
 
 
 class LogitOutputs(ABC):
@@ -214,11 +231,9 @@ class Expert(LogitOutputs):
         """Rebuild an expert from a folder written by :meth:`save_pretrained`."""
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike[str], **kwargs: Any) -> Expert:
+    def from_pretrained(cls, directory: str | os.PathLike[str], **kwargs: Any) -> Any:
         """Load a saved expert of this class (or, on :class:`Expert`, of any kind)."""
-        from .loading import load_expert
-
-        expert = load_expert(directory, **kwargs)
+        expert = load_saved_expert(directory, **kwargs)
         if cls is not Expert and not isinstance(expert, cls):
             raise ArtifactError(f"{directory} holds a {type(expert).__name__}, not a "
                                 f"{cls.__name__}; use ensemble.load_expert() for any kind.")

@@ -28,6 +28,7 @@ import numpy as np
 
 from .._io import atomic_directory, read_json, read_verified_tensors, write_json, write_tensors
 from ..exceptions import ArtifactError, ClassMismatchError, ConfigError, DataError
+from ..fingerprints import dataset_fingerprint
 from ..labels import LabelSpace
 from .base import Expert
 from .registry import register_expert
@@ -250,7 +251,7 @@ class PrecomputedExpert(Expert):
         from the expert's column for a table, else from ``id``)."""
         seen = list(self.trained_on_)
         train_ids = self._train_id_set()
-        fingerprint = str(getattr(dataset, "_fingerprint", "") or "")
+        fingerprint = dataset_fingerprint(dataset)
         id_column = self.column if self.path else "id"
         if (train_ids and fingerprint and id_column in getattr(dataset, "column_names", ())
                 and train_ids & {str(i) for i in dataset[id_column] if i is not None}):

@@ -29,6 +29,7 @@ import numpy as np
 
 from .._io import atomic_directory, read_json, write_json
 from ..exceptions import ArtifactError, ConfigError, DataError, InvalidTabularError
+from ..fingerprints import dataset_fingerprint
 from ..labels import LabelSpace
 from ..modalities.tabular import TabularModality
 from .base import Expert
@@ -265,7 +266,7 @@ class TabularExpert(Expert):
         self.estimator_ = estimator
         self._fingerprint = None
         self._blob = None
-        fingerprint = str(getattr(train, "_fingerprint", "") or "")
+        fingerprint = dataset_fingerprint(train)
         if fingerprint and fingerprint not in self.trained_on_:
             self.trained_on_.append(fingerprint)
         return self

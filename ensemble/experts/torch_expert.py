@@ -24,6 +24,7 @@ from torch.utils.data import Dataset as TorchDataset
 from tqdm.auto import tqdm
 
 from ..exceptions import ConfigError, DataError
+from ..fingerprints import dataset_fingerprint
 from ..labels import LabelSpace
 from .base import Expert
 from .training import EpochRecord, TrainingConfig, make_accelerator, train_classifier
@@ -185,7 +186,7 @@ class TorchExpert(Expert):
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
         self.training_config_ = config
-        fingerprint = str(getattr(train, "_fingerprint", "") or "")
+        fingerprint = dataset_fingerprint(train)
         if fingerprint and fingerprint not in self.trained_on_:
             self.trained_on_.append(fingerprint)
         self._fingerprint = None

@@ -33,6 +33,7 @@ from ensemble.experts import (
     load_expert,
     register_expert,
 )
+from ensemble.fingerprints import dataset_fingerprint
 from ensemble.labels import LabelSpace
 from ensemble.logits import LogitSet
 from ensemble.recipe import recipe_from_dict
@@ -90,7 +91,7 @@ def _define_kind() -> type[Expert]:
             bags = self._bags([texts[i] for i in keep])
             self.centroids_ = np.stack([bags[labels[keep] == k].mean(axis=0)
                                         for k in range(self.num_classes)]).astype(np.float32)
-            self.trained_on_.append(str(train._fingerprint))  # the leakage guard reads it
+            self.trained_on_.append(dataset_fingerprint(train))  # the leakage guard reads it
             return self
 
         def predict_logits(self, data: Any, *, batch_size: int = 64,

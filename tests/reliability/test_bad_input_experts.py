@@ -136,11 +136,8 @@ DUPLICATE = "  meta: {type: sklearn, column: meta}\n  meta: {type: precomputed, 
 
 CASES = [
     # -- experts' names ---------------------------------------------------------------------
-    pytest.param(Case("recipe-two-experts-with-one-name", lambda e: load_recipe(
-        e.recipe(DUPLICATE)), ConfigError, ("'meta'", "twice")), marks=pytest.mark.xfail(
-        strict=True,
-        reason="yaml.safe_load keeps the last of two duplicate keys silently: the first "
-               "'meta' expert is dropped without a word (ensemble/recipe.py load_recipe)")),
+    Case("recipe-two-experts-with-one-name", lambda e: load_recipe(
+        e.recipe(DUPLICATE)), ConfigError, ("'meta'", "twice")),
     Case("logit-sets-with-one-expert-name", _merge_same_name, ModalityError,
          ("['meta']", "rename one")),
     # -- inputs at predict time ---------------------------------------------------------------
