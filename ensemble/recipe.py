@@ -546,8 +546,8 @@ def _check_expert(name: str, expert: ExpertConfig, seed: int) -> None:
         cls.training_config(expert.training, seed=seed)
     except ConfigError as err:
         message = str(err)
-        if message.startswith("unknown key 'training."):
-            message = message.replace("'training.", f"'{key}.training.", 1)
+        if "training." in message:  # from_options names the field as training.<field>
+            message = message.replace("training.", f"{key}.training.", 1)
             raise ConfigError(message.replace("in training:", f"in {key}.training:")) from None
         raise ConfigError(f"{key}.training: {message}") from None
 

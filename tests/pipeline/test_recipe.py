@@ -125,3 +125,32 @@ def test_load_recipe_errors(tmp_path: Path) -> None:
 def test_fingerprint_is_canonical() -> None:
     assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1})
     assert fingerprint({"a": 1}) != fingerprint({"a": 2})
+
+
+def test_a_recipe_is_not_rewritten_by_the_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One YAML has one fingerprint wherever it runs: local paths are kept as written."""
+    recipe_file = tmp_path / "my.yaml"
+    recipe_file.write_text(
+        "name: mine\ndata: {source: multimodal, options: {path_or_name: data/pets.csv}}\n"
+        "experts: {image: {checkpoint: test_resnet}}\ncombiners: [voting]\n")
+    (tmp_path / "here" / "data").mkdir(parents=True)
+    (tmp_path / "here" / "data" / "pets.csv").write_text("image,text,label\n")
+    (tmp_path / "elsewhere").mkdir()
+    prints = []
+    for folder in ("here", "elsewhere"):
+        monkeypatch.chdir(tmp_path / folder)
+        recipe = load_recipe(recipe_file)
+        assert recipe.data.options["path_or_name"] == "data/pets.csv"
+        prints.append(fingerprint(recipe.to_dict()))
+    assert prints[0] == prints[1]
+
+
+def test_numbers_written_as_text_are_read_as_numbers() -> None:
+    recipe = recipe_from_dict(_with(
+        experts={"image": {"checkpoint": "x", "training": {"learning_rate": "1e-3"}}},
+        logits_batch_size="64"))
+    assert recipe.logits_batch_size == 64
+    with pytest.raises(ConfigError, match=r"experts.image.training.learning_rate.*'fast'"):
+        recipe_from_dict(_with(experts={"image": {"checkpoint": "x",
+                                                   "training": {"learning_rate": "fast"}}}))
