@@ -21,7 +21,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._io import FORMAT_VERSION, library_versions, read_json, write_json
-from ..exceptions import ArtifactError, ConfigError, DataError, UnknownNameError
+from ..exceptions import (
+    ArtifactError,
+    ConfigError,
+    DataError,
+    ModalityError,
+    UnknownNameError,
+)
 from ..labels import LabelSpace, softmax
 
 __all__ = ["METADATA", "Expert", "LogitOutputs", "load_saved_expert", "read_metadata"]
@@ -168,6 +174,21 @@ class Expert(LogitOutputs):
                 f"expert reads (columns: {names!r}); rename the column or build the expert "
                 "with column=<the column's name>."
             )
+        self._check_modality(dataset.features[self.column])
+
+    def _check_modality(self, feature: Any) -> None:
+        """Refuse a column whose values are of another modality than this expert reads."""
+        from ..modalities import get_modality, list_modalities
+
+        if self.modality not in list_modalities() or get_modality(self.modality).accepts(feature):
+            return
+        held = [m for m in list_modalities() if get_modality(m).matches(feature)]
+        what = f"{held[0]} values" if held else f"values of type {feature}"
+        raise ModalityError(
+            f"column {self.column!r} holds {what}, but the {self.registry_name} expert reads "
+            f"{self.modality} inputs; point the expert at a column of {self.modality} inputs "
+            "(column=...), or declare the column's modality when loading the data."
+        )
 
     def present_rows(self, data: Any) -> np.ndarray:
         """Boolean ``[N]``: rows whose input for this expert is not missing."""

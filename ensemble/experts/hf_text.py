@@ -223,6 +223,7 @@ class TextExpert(TorchExpert):
     def fit(self, train: Any, eval_dataset: Any | None = None, **kwargs: Any) -> TextExpert:
         """Fine-tune (see :meth:`TorchExpert.fit`); first warns when the tokenizer does not
         know most words of the training texts (a tokenizer built for other data)."""
+        self.require_column(train)  # before the model loads: a wrong column fails at once
         self.warn_unknown_tokens(train)
         super().fit(train, eval_dataset, **kwargs)
         return self

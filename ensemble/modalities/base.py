@@ -124,6 +124,11 @@ class Modality(ABC):
     def matches(self, feature: Any) -> bool:
         """Whether a ``datasets`` feature holds values of this modality once loaded."""
 
+    def accepts(self, feature: Any) -> bool:
+        """Whether an expert of this modality can read a column of ``feature`` (what
+        :meth:`matches` says, plus raw forms :meth:`coerce` reads, e.g. image paths)."""
+        return self.matches(feature)
+
     @abstractmethod
     def coerce(self, value: Any, ident: str) -> Any:
         """The canonical in-memory value; a typed error names ``ident`` when it is unusable."""

@@ -245,6 +245,12 @@ class ImageModality(Modality):
 
         return isinstance(feature, ImageFeature)
 
+    def accepts(self, feature: Any) -> bool:
+        # image paths (strings) and {"bytes", "path"} dicts are read by coerce as well
+        return self.matches(feature) or getattr(feature, "dtype", None) in ("string",
+                                                                            "large_string") \
+            or (isinstance(feature, dict) and set(feature) <= {"bytes", "path"})
+
     def coerce(self, value: Any, ident: str) -> Image.Image:
         return to_rgb_image(value, ident)
 

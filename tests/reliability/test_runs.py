@@ -55,7 +55,7 @@ def test_kill_while_saving_an_expert_resumes_to_the_same_result(
     _run(run_dir)
     # The resumed stage read the last checkpoint back instead of training again (same
     # history, wall-clock times included), and everything equals a run never killed.
-    assert json.loads((run_dir / "experts" / "image" / "config.json").read_text())[
+    assert json.loads((run_dir / "experts" / "image" / "ensemble.json").read_text())[
         "history"] == trained
     assert debris(run_dir) == []
     assert_same_tree(run_tree(run_dir), reference)
