@@ -35,6 +35,7 @@ from typing import Any, Union
 
 from .exceptions import ConfigError, UnknownNameError
 from .report import EvaluationConfig
+from .typed_values import number_from_text
 
 __all__ = [
     "CHECKPOINT_BUILDERS",
@@ -267,7 +268,7 @@ def _convert(annotation: Any, value: Any, key: str) -> Any:
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if annotation in (int, float) and isinstance(value, str):
-        value = _number_text(annotation, value, key)
+        value = number_from_text(annotation, value, key)
     if annotation in (int, float) and isinstance(value, bool):
         raise ConfigError(f"{key} must be a number, got the boolean {value!r}.")
     if not isinstance(value, annotation):
@@ -275,22 +276,6 @@ def _convert(annotation: Any, value: Any, key: str) -> Any:
             f"{key} must be {_type_name(annotation)}, got {type(value).__name__} {value!r}."
         )
     return value
-
-
-def _number_text(annotation: type, value: str, key: str) -> Any:
-    """A number written as text (YAML 1.1 reads ``1e-3`` as a string) as that number."""
-    try:
-        number = float(value.strip())
-    except ValueError:
-        raise ConfigError(
-            f"{key} must be {_type_name(annotation)}, got the string {value!r}; write a number "
-            "(e.g. 0.001 or 1.0e-3)."
-        ) from None
-    if annotation is int:
-        if not number.is_integer():
-            raise ConfigError(f"{key} must be a whole number, got {value!r}.")
-        return int(number)
-    return number
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
@@ -527,6 +512,13 @@ def _check_expert(name: str, expert: ExpertConfig, seed: int) -> None:
     except UnknownNameError as err:
         raise UnknownNameError(f"{key}.type: {err}") from None
     accepted = accepted_arguments(cls)
+    if "column" not in accepted:  # e.g. "bagged": it wraps experts that are already fitted
+        from .experts import list_experts
+
+        buildable = [k for k in list_experts()
+                     if "column" in accepted_arguments(get_expert_class(k))]
+        raise ConfigError(f"{key}.type: {expert.type!r} is not a kind a recipe can build (it "
+                          f"reads no input column); choose one of {buildable!r}.")
     if not expert.column:
         default = inspect.signature(cls.__init__).parameters.get("column")
         if default is None or default.default is inspect.Parameter.empty:

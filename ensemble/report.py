@@ -428,8 +428,8 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         lines.append("")
     lines += [
         "## By availability pattern", "",
-        "Rows that have the pattern's modalities keep them; the other modalities are masked "
-        "out, as when an example lacks them.", "",
+        "Each row keeps the inputs of the pattern's experts; the other experts are masked "
+        "out, as when an example lacks their inputs.", "",
     ]
     patterns = result["patterns"]
     models = list(dict.fromkeys(m for p in patterns.values() for m in p["models"]))

@@ -190,6 +190,16 @@ class Expert(LogitOutputs):
             "(column=...), or declare the column's modality when loading the data."
         )
 
+    def column_values(self, data: Any) -> list[Any]:
+        """This expert's input values: a dataset's column (undecoded formats kept), a list of
+        values, or one value."""
+        if isinstance(data, (list, tuple)):
+            return list(data)
+        if hasattr(data, "column_names"):
+            self.require_column(data)
+            return list(data.with_format(None)[self.column])
+        return [data]
+
     def present_rows(self, data: Any) -> np.ndarray:
         """Boolean ``[N]``: rows whose input for this expert is not missing."""
         if isinstance(data, (list, tuple)):

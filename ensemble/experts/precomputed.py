@@ -163,14 +163,6 @@ class PrecomputedExpert(Expert):
 
     # -- the contract ---------------------------------------------------------------------
 
-    def _values(self, data: Any) -> list[Any]:
-        if isinstance(data, (list, tuple)):
-            return list(data)
-        if hasattr(data, "column_names"):
-            self.require_column(data)
-            return list(data.with_format(None)[self.column])
-        return [data]
-
     def fit(self, train: Any, eval_dataset: Any | None = None, *, config: Any = None,
             label_column: str = "label", **train_args: Any) -> PrecomputedExpert:
         """Nothing to train: reads and validates the scores, checks they cover ``train``
@@ -200,7 +192,7 @@ class PrecomputedExpert(Expert):
             )
 
     def present_rows(self, data: Any) -> np.ndarray:
-        values = self._values(data)
+        values = self.column_values(data)
         if not self.path:
             return np.array([v is not None for v in values], dtype=bool)
         table_ids, _ = self._read_table()
@@ -211,7 +203,7 @@ class PrecomputedExpert(Expert):
                        progress: bool = True) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """The scores as logits ``[N, C]`` (zeros where missing); features are the logits."""
         self._check_params()
-        values = self._values(data)
+        values = self.column_values(data)
         logits = np.zeros((len(values), self.num_classes), dtype=np.float32)
         present = [i for i, v in enumerate(values) if v is not None]
         if self.path:

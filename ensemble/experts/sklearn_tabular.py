@@ -126,17 +126,9 @@ class TabularExpert(Expert):
 
     # -- encoding -------------------------------------------------------------------------
 
-    def _rows(self, data: Any) -> list[Any]:
-        if isinstance(data, (list, tuple)):
-            return list(data)
-        if hasattr(data, "column_names"):
-            self.require_column(data)
-            return list(data.with_format(None)[self.column])
-        return [data]
-
     def present_rows(self, data: Any) -> np.ndarray:
         """Boolean ``[N]``: rows whose group is given and has at least one field."""
-        return np.array([not _absent(value) for value in self._rows(data)], dtype=bool)
+        return np.array([not _absent(value) for value in self.column_values(data)], dtype=bool)
 
     def _check_row(self, value: Any, row: int) -> Mapping[str, Any]:
         if not isinstance(value, Mapping):
@@ -251,7 +243,7 @@ class TabularExpert(Expert):
                 f"{sorted(train_args) or ['config']!r}); pass estimator_params= instead."
             )
         labels = self.encode_labels(train, label_column)
-        values = self._rows(train)
+        values = self.column_values(train)
         keep = [i for i, v in enumerate(values) if not _absent(v)]
         if not keep:
             raise DataError(f"no training example has a {self.column!r} input; nothing to fit.")
@@ -286,7 +278,7 @@ class TabularExpert(Expert):
         """Log-probabilities ``[N, C]`` as logits (zeros where the group is missing: ``None``
         or every field missing)."""
         self._check_fitted()
-        values = self._rows(data)
+        values = self.column_values(data)
         present = [i for i, v in enumerate(values) if not _absent(v)]
         logits = np.zeros((len(values), self.num_classes), dtype=np.float32)
         features = np.zeros((len(values), len(self.fields_)), dtype=np.float32)

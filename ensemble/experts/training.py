@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from .. import metrics
 from .._io import atomic_directory, read_json, write_json
 from ..exceptions import ArtifactError, ConfigError
+from ..typed_values import number_from_text
 
 __all__ = ["EpochRecord", "TrainingConfig", "TrainingResult", "train_classifier"]
 
@@ -148,7 +149,7 @@ class TrainingConfig:
                     f"unknown key '{where}.{key}'.{hint} Allowed keys in {where}: "
                     f"{sorted(hints)!r}."
                 )
-            values[key] = _number_from_text(hints[key], value, f"{where}.{key}")
+            values[key] = number_from_text(hints[key], value, f"{where}.{key}")
         return cls(**values)
 
     def updated(self, **changes: Any) -> TrainingConfig:
@@ -166,27 +167,6 @@ class TrainingConfig:
         ignored = {"resume", "progress", "num_workers", "output_dir",
                    "early_stopping_patience", "eval_batch_size"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in ignored}
-
-
-def _number_from_text(annotation: Any, value: Any, key: str) -> Any:
-    """``value`` as a number when the field is numeric and it is a string spelling one."""
-    if not isinstance(value, str):
-        return value
-    numeric = {int, float} & set(typing.get_args(annotation) or (annotation,))
-    if not numeric:
-        return value
-    try:
-        number = float(value.strip())
-    except ValueError:
-        raise ConfigError(
-            f"{key} must be a number, got the string {value!r}; write it as a number "
-            "(e.g. 0.001 or 1.0e-3)."
-        ) from None
-    if int in numeric and float not in numeric:
-        if not number.is_integer():
-            raise ConfigError(f"{key} must be a whole number, got {value!r}.")
-        return int(number)
-    return number
 
 
 @dataclass

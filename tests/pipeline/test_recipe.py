@@ -154,3 +154,23 @@ def test_numbers_written_as_text_are_read_as_numbers() -> None:
     with pytest.raises(ConfigError, match=r"experts.image.training.learning_rate.*'fast'"):
         recipe_from_dict(_with(experts={"image": {"checkpoint": "x",
                                                    "training": {"learning_rate": "fast"}}}))
+
+
+@pytest.mark.parametrize(("expert", "message"), [
+    ({"type": "bagged", "column": "image"}, "'bagged' is not a kind a recipe can build"),
+    ({"type": "sklearn", "column": "meta", "checkpoint": "x"}, "takes no checkpoint"),
+    ({"type": "timm", "column": "image"}, "checkpoint is missing"),
+    ({"type": "timm", "column": "../image", "checkpoint": "x"}, "not a plain column name"),
+    ({"type": "sklearn", "column": "meta", "training": {"epochs": 1}}, "no training options"),
+])
+def test_expert_entries_are_checked(expert: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        recipe_from_dict(_with(experts={"a": expert}))
+
+
+def test_new_form_experts_keep_their_type_and_column() -> None:
+    recipe = recipe_from_dict(_with(experts={
+        "photo": {"type": "timm", "column": "image", "checkpoint": "test_resnet"},
+        "meta": {"type": "sklearn", "column": "meta"}}))
+    assert [(e.type, e.column) for e in recipe.experts.values()] == [("timm", "image"),
+                                                                    ("sklearn", "meta")]
