@@ -118,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", metavar="FILE",
                          help="where --data predictions go (.csv, .jsonl or .parquet): id, "
                               "prediction, confidence and one probability column per class")
+    predict.add_argument("--plugin", dest="plugins", action="append", default=[],
+                         metavar="MODULE",
+                         help="import MODULE first: it registers an expert kind or combiner "
+                              "of your own that the bundle uses (repeatable)")
     predict.add_argument("--top-k", type=int, default=0, metavar="K",
                          help="only the K most probable classes per example (default: all)")
     predict.add_argument("--batch-size", type=int, default=None)
@@ -327,6 +331,10 @@ def _check_predict_arguments(args: argparse.Namespace) -> dict[str, list[str | N
 
 def _predict(args: argparse.Namespace) -> int:
     columns = _check_predict_arguments(args)
+    if args.plugins:
+        from .recipe import import_plugins
+
+        import_plugins(args.plugins)
     predictor = _load_predictor(args.bundle, args)
     if args.data is not None:
         return _predict_file(predictor, args)

@@ -51,6 +51,7 @@ __all__ = [
     "apply_overrides",
     "data_loader",
     "fingerprint",
+    "import_plugins",
     "load_recipe",
     "recipe_from_dict",
     "resolve_checkpoint",
@@ -193,7 +194,9 @@ class CrossFitConfig:
 @dataclass
 class Recipe:
     """A whole run. ``run_dir`` (default ``runs/<name>``) is relative to the working
-    directory."""
+    directory. ``plugins`` lists Python modules to import first: modules that register
+    expert kinds or combiners of your own (``@register_expert("kind")``), so a recipe (and
+    ``ensemble run``) can use them by name."""
 
     name: str
     data: DataConfig
@@ -206,6 +209,7 @@ class Recipe:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     bundle: BundleConfig = field(default_factory=BundleConfig)
     cross_fit: CrossFitConfig = field(default_factory=CrossFitConfig)
+    plugins: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -425,8 +429,24 @@ def _check_kwargs(function: Callable[..., Any], given: Mapping[str, Any], key: s
             )
 
 
+def import_plugins(modules: Sequence[str]) -> None:
+    """Import each module (dotted name) so the kinds it registers are known."""
+    import importlib
+
+    for i, module in enumerate(modules):
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ConfigError(
+                f"plugins[{i}]: cannot import {module!r} ({err}); give an importable module "
+                "(on PYTHONPATH or installed) that registers your expert kinds or combiners."
+            ) from None
+
+
 def _validate(recipe: Recipe) -> None:
     from .combiners import get_combiner_class
+
+    import_plugins(recipe.plugins)
 
     if not recipe.name or any(c in recipe.name for c in "/\\") or recipe.name.startswith("."):
         raise ConfigError(f"name must be a plain non-empty name (no slashes), got {recipe.name!r}.")

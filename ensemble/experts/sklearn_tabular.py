@@ -252,6 +252,13 @@ class TabularExpert(Expert):
         raw = self._raw_matrix(rows, keep)
         self.medians_ = [float(np.nanmedian(raw[:, j])) if np.isfinite(raw[:, j]).any() else 0.0
                          for j in range(raw.shape[1])]
+        seen = np.unique(labels[keep])
+        if seen.size < 2:
+            raise DataError(
+                f"every training row with a {self.column!r} input has the class "
+                f"{self.labels[int(seen[0])]!r}; a classifier needs at least two classes to "
+                "learn from (check the training split, or how it was subsampled)."
+            )
         estimator = self._make_estimator()
         self.native_nan_ = _allows_nan(estimator)
         estimator.fit(self._model_matrix(raw), labels[keep])

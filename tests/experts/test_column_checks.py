@@ -37,3 +37,11 @@ def test_a_missing_column_names_the_columns_that_exist() -> None:
     expert = create_expert("sklearn", column="metadata", labels=["a", "b"])
     with pytest.raises(DataError, match=r"no column 'metadata'.*'meta'"):
         expert.fit(DATA)
+
+
+def test_a_tabular_expert_needs_two_classes_among_its_rows() -> None:
+    one_class = datasets.Dataset.from_dict({"meta": [{"p": 1.0}, {"p": 2.0}, None],
+                                            "label": ["a", "a", "b"]})
+    expert = create_expert("sklearn", column="meta", labels=["a", "b"])
+    with pytest.raises(DataError, match=r"class 'a'; a classifier needs at least two"):
+        expert.fit(one_class)
