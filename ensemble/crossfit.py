@@ -134,7 +134,9 @@ def cross_fit(
 def _labels(pool: Any, label_column: str) -> np.ndarray:
     if label_column not in getattr(pool, "column_names", ()):
         raise DataError(f"the pooled data has no {label_column!r} column to stratify folds by.")
-    return np.asarray(pool[label_column], dtype=np.int64)
+    from .labels import LabelSpace
+
+    return LabelSpace.from_dataset(pool, label_column).encode_column(pool, label_column)
 
 
 def _fit_fold(make_expert: Callable[[], Expert], pool: Any, held_out: np.ndarray,

@@ -168,13 +168,18 @@ class LabelSpace:
             out = values.astype(np.int64).reshape(-1)
             bad = np.flatnonzero((out < 0) | (out >= len(self)))
             if bad.size:
-                self._raise_unknown(values.reshape(-1)[bad[0]], int(bad[0]), ids, where)
+                self._raise_unknown(out[bad[0]].item(), int(bad[0]), ids, where)
             return out
+        if isinstance(values, np.ndarray) and values.dtype.kind == "b":
+            return self.encode(values.astype(np.int64), ids=ids, where=where)
         if isinstance(values, np.ndarray) and values.dtype.kind == "f":
             flat = values.reshape(-1)
             bad = np.flatnonzero(~np.isfinite(flat) | (flat != np.round(flat)))
             if bad.size:
-                self._raise_unknown(flat[bad[0]], int(bad[0]), ids, where)
+                raise LabelError(
+                    f"label {flat[bad[0]].item()!r} is not an integer class index (row "
+                    f"{int(bad[0])}); use integers in [0, {len(self)}) or class names."
+                )
             return self.encode(flat.astype(np.int64), ids=ids, where=where)
         positions = self._positions()
         items = list(values)

@@ -8,6 +8,7 @@ from typing import Any, TypeAlias
 import numpy as np
 
 from ..exceptions import InvalidLogitsError, LabelError, ModalityError
+from ..labels import LabelSpace
 from ..logits import LogitSet
 
 __all__ = ["LogitsLike", "MaskLike", "encode_labels", "to_logitset"]
@@ -85,38 +86,17 @@ def to_logitset(
 def encode_labels(y: Any, class_names: Sequence[str], n_rows: int) -> tuple[np.ndarray, bool]:
     """Integer class indices for ``y`` and whether ``y`` was given as class names.
 
-    ``y`` holds integers in ``[0, C)`` or class-name strings; anything else raises
-    :class:`LabelError` naming the first bad value.
+    ``y`` holds integers in ``[0, C)`` or class-name strings (encoded by
+    :class:`~ensemble.labels.LabelSpace`); anything else raises :class:`LabelError` naming
+    the first bad value.
     """
     values = np.asarray(y)
     if values.ndim != 1:
         raise LabelError(f"y must be a 1-D sequence of labels, got shape {values.shape}.")
     if values.shape[0] != n_rows:
         raise LabelError(f"y has {values.shape[0]} labels but the logits have {n_rows} rows.")
-    names = list(class_names)
-    if values.dtype.kind in "US" or values.dtype == object:
-        position = {name: i for i, name in enumerate(names)}
-        unknown = [v for v in values.tolist() if str(v) not in position]
-        if unknown:
-            raise LabelError(
-                f"label {unknown[0]!r} is not one of the classes {names!r} "
-                f"({len(unknown)} unknown label(s))."
-            )
-        return np.array([position[str(v)] for v in values.tolist()], dtype=np.int64), True
-    if values.dtype.kind == "f":
-        bad = ~np.isfinite(values) | (values != np.round(values))
-        if bad.any():
-            raise LabelError(
-                f"label {values[bad][0].item()!r} is not an integer class index; use integers in "
-                f"[0, {len(names)}) or class names."
-            )
-    elif values.dtype.kind not in "iub":
+    by_name = values.dtype.kind in "US" or values.dtype == object
+    if not by_name and values.dtype.kind not in "iubf":
         raise LabelError(f"labels of dtype {values.dtype} are not supported; use ints or names.")
-    indices = values.astype(np.int64)
-    bad = (indices < 0) | (indices >= len(names))
-    if bad.any():
-        raise LabelError(
-            f"label {indices[bad][0]} is outside the classes [0, {len(names)}) "
-            f"({int(bad.sum())} such label(s)); the classes are {names!r}."
-        )
-    return indices, False
+    space = LabelSpace(list(class_names))
+    return space.encode(values.tolist() if by_name else values), by_name
