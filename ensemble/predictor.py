@@ -32,6 +32,7 @@ from ._io import (
 )
 from .exceptions import ArtifactError, ClassMismatchError, ConfigError, DataError, ModalityError
 from .labels import LabelSpace, softmax
+from .typed_values import did_you_mean
 
 __all__ = ["FusionPredictor"]
 
@@ -191,10 +192,7 @@ class FusionPredictor:
                     f"{name!r} is an expert, not an input column; inputs are keyed by the column "
                     f"the expert reads ({self._experts[name].column!r})."
                 )
-            import difflib
-
-            close = difflib.get_close_matches(str(name), list(self.columns), n=1, cutoff=0.6)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(str(name), self.columns)
             raise ModalityError(
                 f"unknown input column {name!r}.{hint} This predictor reads: "
                 f"{self._describe_columns()}."

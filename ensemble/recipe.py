@@ -21,7 +21,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import inspect
 import json
@@ -35,7 +34,7 @@ from typing import Any, Union
 
 from .exceptions import ConfigError, UnknownNameError
 from .report import EvaluationConfig
-from .typed_values import number_from_text
+from .typed_values import did_you_mean, number_from_text, unknown_key
 
 __all__ = [
     "CHECKPOINT_BUILDERS",
@@ -234,8 +233,7 @@ class Recipe:
 
 
 def _unknown(key: str, value: str, known: Sequence[str]) -> UnknownNameError:
-    close = difflib.get_close_matches(str(value), list(known), n=3, cutoff=0.5)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(value, known, cutoff=0.5)
     return UnknownNameError(f"{key}: unknown value {value!r}.{hint} Known: {sorted(known)!r}.")
 
 
@@ -291,12 +289,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
     prefix = f"{where}." if where else ""
     for key in data:
         if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(
-                f"unknown key {prefix + str(key)!r}.{hint} Allowed keys in {label}: "
-                f"{sorted(fields)!r}."
-            )
+            raise unknown_key(prefix + str(key), fields, label)
     values: dict[str, Any] = {}
     for name, spec in fields.items():
         required = (spec.default is dataclasses.MISSING
@@ -422,11 +415,7 @@ def _check_kwargs(function: Callable[..., Any], given: Mapping[str, Any], key: s
     accepted = [name for name in parameters if name not in ("self", *skip)]
     for name in given:
         if name not in accepted:
-            close = difflib.get_close_matches(name, accepted, n=1, cutoff=0.6)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(
-                f"unknown key {key + '.' + name!r}.{hint} Allowed: {sorted(accepted)!r}."
-            )
+            raise unknown_key(f"{key}.{name}", accepted, key)
 
 
 def import_plugins(modules: Sequence[str]) -> None:

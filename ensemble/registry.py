@@ -15,11 +15,11 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from .exceptions import ConfigError, UnknownNameError
+from .typed_values import did_you_mean
 
 __all__ = ["Registry"]
 
@@ -64,8 +64,7 @@ class Registry(Generic[_T]):
         try:
             return self._classes[name]
         except (KeyError, TypeError):
-            close = difflib.get_close_matches(str(name), list(self._classes), n=3, cutoff=0.5)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(str(name), self._classes, cutoff=0.5)
             raise UnknownNameError(
                 f"unknown {self.what} {name!r}.{hint} Registered: {self.names()!r}."
             ) from None

@@ -7,12 +7,33 @@ way is read as the number it spells, and anything else is refused naming the key
 
 from __future__ import annotations
 
+import difflib
 import typing
+from collections.abc import Iterable
 from typing import Any
 
 from .exceptions import ConfigError
 
-__all__ = ["number_from_text"]
+__all__ = ["did_you_mean", "number_from_text", "unknown_key"]
+
+
+def did_you_mean(value: str, known: Iterable[str], *, cutoff: float = 0.6) -> str:
+    """`` Did you mean 'x'?`` for the closest of ``known`` to ``value``, or ``""``.
+
+    Example:
+        >>> did_you_mean("epohcs", ["epochs", "seed"])
+        " Did you mean 'epochs'?"
+    """
+    close = difflib.get_close_matches(str(value), list(known), n=1, cutoff=cutoff)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def unknown_key(key: str, allowed: Iterable[str], where: str) -> ConfigError:
+    """The error for an unknown configuration key ``key`` (dotted) among ``allowed``."""
+    allowed = sorted(allowed)
+    name = key.rsplit(".", 1)[-1]
+    return ConfigError(f"unknown key {key!r}.{did_you_mean(name, allowed)} Allowed keys in "
+                       f"{where}: {allowed!r}.")
 
 
 def number_from_text(annotation: Any, value: Any, key: str) -> Any:

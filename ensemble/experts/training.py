@@ -10,7 +10,6 @@ killed run resumes where it stopped.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 import os
@@ -38,7 +37,7 @@ from tqdm.auto import tqdm
 from .. import metrics
 from .._io import atomic_directory, read_json, write_json
 from ..exceptions import ArtifactError, ConfigError
-from ..typed_values import number_from_text
+from ..typed_values import number_from_text, unknown_key
 
 __all__ = ["EpochRecord", "TrainingConfig", "TrainingResult", "train_classifier"]
 
@@ -143,12 +142,7 @@ class TrainingConfig:
         values: dict[str, Any] = {}
         for key, value in options.items():
             if key not in hints:
-                close = difflib.get_close_matches(str(key), list(hints), n=1, cutoff=0.6)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise ConfigError(
-                    f"unknown key '{where}.{key}'.{hint} Allowed keys in {where}: "
-                    f"{sorted(hints)!r}."
-                )
+                raise unknown_key(f"{where}.{key}", hints, where)
             values[key] = number_from_text(hints[key], value, f"{where}.{key}")
         return cls(**values)
 
