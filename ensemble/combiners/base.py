@@ -169,8 +169,8 @@ class Combiner(ClassifierMixin, BaseEstimator):
         extra = [m for m in logit_set.expert_names if m not in self.expert_names_]
         if missing or extra:
             raise ModalityError(
-                f"{type(self).__name__} was fitted on modalities {list(self.expert_names_)!r}; "
-                f"missing {missing!r}, unexpected {extra!r}. Pass every fitted modality "
+                f"{type(self).__name__} was fitted on experts {list(self.expert_names_)!r}; "
+                f"missing {missing!r}, unexpected {extra!r}. Pass every fitted expert "
                 "(mark unavailable rows absent in the mask) and no others."
             )
         if logit_set.expert_names != self.expert_names_:
@@ -191,8 +191,18 @@ class Combiner(ClassifierMixin, BaseEstimator):
         return result
 
     def _finish(self, data: FusionData, scores: np.ndarray) -> np.ndarray:
+        """Normalise the scores; rows with no expert get the uniform distribution, and rows
+        with exactly one expert get that expert's own (temperature-calibrated)
+        distribution: with one input there is nothing to fuse, and a combiner fitted on
+        rows with every input would only add noise (the contract: never worse than the
+        expert that is present)."""
         result = log_softmax(np.asarray(scores, dtype=np.float64))
-        result[~data.mask.any(axis=1)] = -np.log(self.n_classes_)
+        present = data.mask.sum(axis=1)
+        result[present == 0] = -np.log(self.n_classes_)
+        single = np.flatnonzero(present == 1)
+        if single.size:
+            expert = data.mask[single].argmax(axis=1)
+            result[single] = log_softmax(data.log_probs[single, expert].astype(np.float64))
         return result
 
     def predict_proba(self, logits: LogitsLike, *, mask: MaskLike = None) -> np.ndarray:
