@@ -28,7 +28,6 @@ from ensemble._io import atomic_write_text
 from ensemble.data import class_names, load_emoji, make_synthetic
 from ensemble.experts import Expert, ImageExpert, TextExpert, TrainingConfig
 from ensemble.logits import LogitSet
-from ensemble.report import expert_probabilities
 from ensemble.testing import build_tiny_text_checkpoint
 
 IMAGE_CHECKPOINT = "timm/tf_efficientnet_lite0.in1k"
@@ -124,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for modality in experts:
                 results["experts"][modality]["test_accuracy"] = round(
                 metrics.accuracy(test_labels, logits.logits[modality]), 4)
-            probabilities = expert_probabilities(logits)
+            probabilities = logits.probabilities()
             mean = np.mean(list(probabilities.values()), axis=0)
             results["test_mean_probability_accuracy"] = round(
                 metrics.accuracy(test_labels, mean), 4)

@@ -52,7 +52,7 @@ from ensemble.combiners import create_combiner, list_combiners
 from ensemble.logits import LogitSet
 from ensemble.metrics import oracle_hits
 from ensemble.pipeline import OUT_OF_FOLD
-from ensemble.report import expert_probabilities, score_models
+from ensemble.report import score_models
 
 DEFAULT_RUN_DIR = Path("runs/quickstart")
 DEFAULT_OUTPUT = Path(__file__).parent / "results" / "fusion_quality.json"
@@ -100,13 +100,13 @@ def make_quick_split(n: int, seed: int, c: int = 4, d: int = 8) -> tuple[LogitSe
 def averaged(logits: LogitSet) -> np.ndarray:
     """Unweighted mean of the present experts' probabilities (absent experts skipped)."""
     mask = np.asarray(logits.mask, dtype=np.float64)
-    probas = expert_probabilities(logits)
+    probas = logits.probabilities()
     total = sum(probas[m] * mask[:, [j]] for j, m in enumerate(logits.expert_names))
     return total / np.maximum(mask.sum(axis=1, keepdims=True), 1.0)
 
 
 def _log_proba_design(logits: LogitSet) -> np.ndarray:
-    probas = expert_probabilities(logits)  # absent experts: uniform
+    probas = logits.probabilities()  # absent experts: uniform
     return np.hstack([np.log(np.clip(probas[m], 1e-12, None)) for m in logits.expert_names])
 
 
@@ -123,7 +123,7 @@ def sklearn_stacking(fit: LogitSet, y_fit: np.ndarray, test: LogitSet) -> np.nda
 
 def best_expert(fit: LogitSet, y_fit: np.ndarray) -> str:
     """The expert with the highest validation accuracy (ties: lower NLL)."""
-    scores = score_models(y_fit, expert_probabilities(fit), bootstrap=0)
+    scores = score_models(y_fit, fit.probabilities(), bootstrap=0)
     return max(fit.expert_names, key=lambda m: (scores[m]["accuracy"]["value"],
                                               -scores[m]["nll"]["value"]))
 
@@ -133,7 +133,7 @@ def best_expert(fit: LogitSet, y_fit: np.ndarray) -> str:
 def run(fit: LogitSet, y_fit: np.ndarray, test: LogitSet, y_test: np.ndarray, *,
         methods: Sequence[str], params: Mapping[str, Mapping[str, Any]],
         bootstrap: int, seed: int) -> dict[str, Any]:
-    experts = expert_probabilities(test)
+    experts = test.probabilities()
     chosen = best_expert(fit, y_fit)
     probas: dict[str, np.ndarray] = {
         BEST_EXPERT: experts[chosen],

@@ -207,18 +207,11 @@ def _evaluate_bundle(args: argparse.Namespace) -> int:
 
 def _bundle_class_names(bundle: str) -> list[str]:
     """The class names a bundle predicts (read without loading any model)."""
-    from pathlib import Path
-
     from ._io import read_json
+    from .predictor import require_bundle_directory
 
-    path = Path(bundle) / "label_space.json"
-    if not Path(bundle).is_dir():
-        raise ArtifactError(f"{bundle!r} is not a bundle directory; give the folder written by "
-                            "`ensemble run` (runs/<name>/bundle).")
+    path = require_bundle_directory(bundle) / "label_space.json"
     if not path.is_file():
-        if (Path(bundle) / "bundle" / "label_space.json").is_file():
-            raise ArtifactError(f"{bundle} is a run folder, not a bundle; give its bundle: "
-                                f"{Path(bundle) / 'bundle'}.")
         raise ArtifactError(f"{bundle}: label_space.json is missing; the bundle is incomplete.")
     names = read_json(path).get("class_names")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -323,9 +316,9 @@ def _check_predict_arguments(args: argparse.Namespace) -> dict[str, list[str | N
     for path in args.image:
         if path != "-" and not os.path.isfile(path):
             raise DataError(f"--image {path!r} does not exist; check the path.")
-    if not os.path.isdir(args.bundle):
-        raise ArtifactError(f"{args.bundle!r} is not a bundle directory; give the folder "
-                            "written by `ensemble run` (runs/<name>/bundle).")
+    from .predictor import require_bundle_directory
+
+    require_bundle_directory(args.bundle)
     return columns
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from .exceptions import ClassMismatchError, ConfigError, DataError, LabelError
 
-__all__ = ["LabelSpace", "log_softmax", "softmax"]
+__all__ = ["LabelSpace", "log_probabilities", "log_softmax", "softmax"]
 
 
 def log_softmax(scores: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -38,6 +38,18 @@ def softmax(scores: np.ndarray, axis: int = -1) -> np.ndarray:
     scores = np.asarray(scores)
     dtype = scores.dtype if scores.dtype.kind == "f" else np.float64
     return np.exp(log_softmax(scores.astype(np.float64), axis=axis)).astype(dtype)
+
+
+def log_probabilities(proba: np.ndarray, *, floor: float = 1e-7) -> np.ndarray:
+    """Probabilities ``[N, C]`` as logits: clipped at ``floor`` (the log of 0 is -inf),
+    renormalised and logged, in float64.
+
+    Example:
+        >>> log_probabilities(np.array([[1.0, 0.0]])).round(1).tolist()
+        [[-0.0, -16.1]]
+    """
+    clipped = np.maximum(np.asarray(proba, dtype=np.float64), floor)
+    return np.log(clipped / clipped.sum(axis=-1, keepdims=True))
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from .exceptions import ArtifactError, ClassMismatchError, ConfigError, DataErro
 from .labels import LabelSpace, softmax
 from .typed_values import did_you_mean
 
-__all__ = ["FusionPredictor"]
+__all__ = ["FusionPredictor", "require_bundle_directory", "verify_bundle"]
 
 MANIFEST = "manifest.json"
 _CONFIG = "config.json"
@@ -480,18 +480,27 @@ def _inside(root: Path, relative: str) -> Path:
     return path
 
 
+def require_bundle_directory(root: str | os.PathLike[str]) -> Path:
+    """``root`` as a Path, refused when it is not a folder, or is a run folder (naming the
+    bundle inside it). Cheap: reads no file, so the CLI checks it before loading anything."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ArtifactError(f"{str(root)!r} is not a bundle directory; give the folder written "
+                            "by `ensemble run` or FusionPredictor.save() (e.g. "
+                            "runs/<recipe>/bundle).")
+    if not (root / MANIFEST).is_file() and (root / "bundle" / MANIFEST).is_file():
+        raise ArtifactError(f"{root} is a run folder, not a bundle; give its bundle: "
+                            f"{root / 'bundle'}.")
+    return root
+
+
 def verify_bundle(root: Path) -> dict[str, str]:
     """Check every file of a bundle against ``manifest.json``; return the manifest's files.
 
     Refuses missing or modified files, files the manifest does not list, symlinks and paths
     that leave the bundle.
     """
-    if not root.is_dir():
-        raise ArtifactError(f"{root} is not a bundle directory; give the folder written by "
-                            "FusionPredictor.save() (e.g. runs/<recipe>/bundle).")
-    if not (root / MANIFEST).is_file() and (root / "bundle" / MANIFEST).is_file():
-        raise ArtifactError(f"{root} is a run folder, not a bundle; give its bundle: "
-                            f"{root / 'bundle'}.")
+    require_bundle_directory(root)
     manifest = read_json(root / MANIFEST)
     check_format_version(manifest, root / MANIFEST)
     files = manifest.get("files")

@@ -32,7 +32,6 @@ from .exceptions import ConfigError
 __all__ = [
     "REPORT_VERSION",
     "by_pattern",
-    "expert_probabilities",
     "leaderboard_table",
     "per_class",
     "render_markdown",
@@ -56,12 +55,6 @@ class EvaluationConfig:
     ece_bins: int = 15
     plots: bool = True
     seed: int = 0
-
-
-def expert_probabilities(logits: Any) -> dict[str, np.ndarray]:
-    """Each expert's probabilities; rows where it is absent get the uniform
-    (see :meth:`~ensemble.logits.LogitSet.probabilities`)."""
-    return logits.probabilities()
 
 
 def _metric_fns(ece_bins: int) -> dict[str, Any]:
@@ -204,7 +197,7 @@ def by_pattern(logits: Any, y: np.ndarray, combiners: Mapping[str, Any]
         pattern_mask[:, keep] = mask[:, keep]
         subset = logits.with_mask(pattern_mask).subset(rows)
         labels = y[rows]
-        probas = {f"expert: {name}": p for name, p in expert_probabilities(subset).items()
+        probas = {f"expert: {name}": p for name, p in subset.probabilities().items()
                   if keep[list(logits.expert_names).index(name)]}
         probas.update({label: c.predict_proba(subset) for label, c in combiners.items()})
         models = {model: {"accuracy": metrics.accuracy(labels, p),
@@ -249,7 +242,7 @@ def write_report(
     config = config or EvaluationConfig()
     y = np.asarray(y, dtype=np.int64)
     names = tuple(logits.class_names)
-    experts = expert_probabilities(logits)
+    experts = logits.probabilities()
     probas = {f"expert: {name}": p for name, p in experts.items()}
     combined = {label: c.predict_proba(logits) for label, c in combiners.items()}
     probas.update(combined)

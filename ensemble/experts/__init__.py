@@ -11,9 +11,8 @@ Example:
 """
 
 from .bagged import BaggedExpert
-from .base import Expert, LogitOutputs
+from .base import Expert, LogitOutputs, load_expert
 from .hf_text import TextExpert
-from .loading import load_expert
 from .precomputed import PrecomputedExpert
 from .registry import EXPERTS, create_expert, get_expert_class, list_experts, register_expert
 from .sklearn_tabular import TabularExpert

@@ -18,8 +18,7 @@ import numpy as np
 from .._io import FORMAT_VERSION, atomic_directory, library_versions, write_json
 from ..exceptions import ArtifactError, ClassMismatchError, ConfigError
 from ..labels import LabelSpace
-from .base import METADATA, Expert, LogitOutputs
-from .loading import load_expert
+from .base import METADATA, Expert, LogitOutputs, load_expert
 from .registry import register_expert
 
 __all__ = ["BaggedExpert"]

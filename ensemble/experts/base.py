@@ -30,7 +30,7 @@ from ..exceptions import (
 )
 from ..labels import LabelSpace, softmax
 
-__all__ = ["METADATA", "Expert", "LogitOutputs", "load_saved_expert", "read_metadata"]
+__all__ = ["METADATA", "Expert", "LogitOutputs", "load_expert", "read_metadata"]
 
 #: The file in every saved expert folder that holds the ensemble's own metadata.
 METADATA = "ensemble.json"
@@ -56,8 +56,13 @@ def read_metadata(directory: str | os.PathLike[str]) -> dict[str, Any]:
     return metadata
 
 
-def load_saved_expert(directory: str | os.PathLike[str], **kwargs: Any) -> Any:
-    """Load a saved expert of any registered kind (the folder's metadata names it)."""
+def load_expert(directory: str | os.PathLike[str], **kwargs: Any) -> Any:
+    """Load a saved expert of any registered kind: the folder's ``ensemble.json`` names the
+    kind, and that class rebuilds the expert (never by unpickling).
+
+    Example:
+        >>> expert = load_expert("runs/quickstart/experts/image")  # doctest: +SKIP
+    """
     from .registry import get_expert_class
 
     directory = Path(directory)
@@ -264,7 +269,7 @@ class Expert(LogitOutputs):
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike[str], **kwargs: Any) -> Any:
         """Load a saved expert of this class (or, on :class:`Expert`, of any kind)."""
-        expert = load_saved_expert(directory, **kwargs)
+        expert = load_expert(directory, **kwargs)
         if cls is not Expert and not isinstance(expert, cls):
             raise ArtifactError(f"{directory} holds a {type(expert).__name__}, not a "
                                 f"{cls.__name__}; use ensemble.load_expert() for any kind.")

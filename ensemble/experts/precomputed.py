@@ -29,7 +29,7 @@ import numpy as np
 from .._io import atomic_directory, read_json, read_verified_tensors, write_json, write_tensors
 from ..exceptions import ArtifactError, ClassMismatchError, ConfigError, DataError
 from ..fingerprints import dataset_fingerprint
-from ..labels import LabelSpace
+from ..labels import LabelSpace, log_probabilities
 from .base import Expert
 from .registry import register_expert
 
@@ -39,7 +39,6 @@ _TABLE = "scores.safetensors"
 _IDS = "ids.json"
 _READERS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".json": "json",
             ".jsonl": "json", ".ndjson": "json"}
-_FLOOR = 1e-7
 _SUM_TOLERANCE = 1e-3
 
 
@@ -100,8 +99,7 @@ class PrecomputedExpert(Expert):
                 f"(sum {sums[off[0]]:.4g}); give probabilities that sum to 1, or set "
                 "scores='logits' if they are logits."
             )
-        clipped = np.maximum(values, _FLOOR)
-        return np.log(clipped / clipped.sum(axis=1, keepdims=True)).astype(np.float32)
+        return log_probabilities(values).astype(np.float32)
 
     def _read_table(self) -> tuple[list[str], np.ndarray]:
         if self._table is not None:

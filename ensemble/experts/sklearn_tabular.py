@@ -30,7 +30,7 @@ import numpy as np
 from .._io import atomic_directory, read_json, write_json
 from ..exceptions import ArtifactError, ConfigError, DataError, InvalidTabularError
 from ..fingerprints import dataset_fingerprint
-from ..labels import LabelSpace
+from ..labels import LabelSpace, log_probabilities
 from ..modalities.tabular import TabularModality
 from .base import Expert
 from .registry import register_expert
@@ -43,8 +43,6 @@ _ENCODING = "encoding.json"
 #: load (HistGradientBoosting with categorical features binds ``check_array`` in a partial;
 #: the partial's function is checked on its own).
 TRUSTED_EXTRA = frozenset({"functools.partial", "sklearn.utils.validation.check_array"})
-#: Smallest probability kept when probabilities become logits (log of zero is -inf).
-_FLOOR = 1e-7
 
 
 def _default_estimator(seed: int, categorical: list[bool]) -> Any:
@@ -292,11 +290,9 @@ class TabularExpert(Expert):
         if present:
             raw = self._raw_matrix([self._check_row(values[i], i) for i in present], present)
             proba = self.estimator_.predict_proba(self._model_matrix(raw))
-            full = np.full((len(present), self.num_classes), _FLOOR, dtype=np.float64)
-            full[:, np.asarray(self.estimator_.classes_, dtype=np.int64)] = np.maximum(proba,
-                                                                                       _FLOOR)
-            full /= full.sum(axis=1, keepdims=True)
-            logits[present] = np.log(full).astype(np.float32)
+            full = np.zeros((len(present), self.num_classes), dtype=np.float64)
+            full[:, np.asarray(self.estimator_.classes_, dtype=np.int64)] = proba
+            logits[present] = log_probabilities(full).astype(np.float32)
             features[present] = self._features(raw)
         return (logits, features) if return_features else logits
 
