@@ -413,6 +413,8 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore")
     for name in ("transformers", "timm", "datasets", "accelerate", "huggingface_hub"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    if "datasets" in sys.modules:  # already imported (e.g. main() called in-process)
+        sys.modules["datasets"].disable_progress_bars()
 
 
 if __name__ == "__main__":

@@ -32,7 +32,11 @@ def _read(path: Path) -> Any:
     if reader is None:
         raise ConfigError(f"--data {str(path)!r} must be one of {sorted(_READERS)!r}.")
     options = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
-    return datasets.load_dataset(reader, data_files=str(path), split="train", **options)
+    try:
+        return datasets.load_dataset(reader, data_files=str(path), split="train", **options)
+    except ValueError as err:  # a header without rows: "corresponds to no data"
+        raise DataError(f"--data {str(path)!r} has no rows ({err}); give a file with one row "
+                        "per example.") from None
 
 
 def _column_values(table: Any, predictor: Any, column: str, base: Path) -> list[Any]:
