@@ -17,6 +17,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from .exceptions import (
@@ -125,7 +126,29 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--top-k", type=int, default=0, metavar="K",
                          help="only the K most probable classes per example (default: all)")
     predict.add_argument("--batch-size", type=int, default=None)
+    predict.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                         help="torch: BUNDLE is a bundle (default); onnx: BUNDLE is a directory "
+                              "written by `ensemble export`, run by ONNX Runtime without torch")
+    predict.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                         help="with --backend onnx: the float32 or the int8 graphs (the latter "
+                              "need `ensemble export --quantize int8`)")
     predict.set_defaults(handler=_predict)
+    export = commands.add_parser(
+        "export", parents=[quiet], help="export a bundle to ONNX (runs without torch)",
+        description="Export a bundle (runs/<name>/bundle) to a directory that ONNX Runtime runs "
+                    "without torch: one ONNX graph per torch expert (logits and features), its "
+                    "preprocessing as data, the combiner as a graph, a sha256 manifest. Predict "
+                    "with `ensemble predict DIR --backend onnx`. Needs the export extra.")
+    export.add_argument("bundle", help="bundle directory")
+    export.add_argument("--out", required=True, metavar="DIR", help="the export directory "
+                        "(replaced as a whole, written atomically)")
+    export.add_argument("--format", choices=("onnx",), default="onnx")
+    export.add_argument("--quantize", choices=("int8",), default=None,
+                        help="also write int8 (dynamic quantisation) graphs of the torch experts")
+    export.add_argument("--plugin", dest="plugins", action="append", default=[],
+                        metavar="MODULE", help="import a module registering an expert kind or "
+                                               "combiner of your own that the bundle uses")
+    export.set_defaults(handler=_export)
     return parser
 
 
@@ -208,7 +231,7 @@ def _evaluate_bundle(args: argparse.Namespace) -> int:
 def _bundle_class_names(bundle: str) -> list[str]:
     """The class names a bundle predicts (read without loading any model)."""
     from ._io import read_json
-    from .predictor import require_bundle_directory
+    from .manifests import require_bundle_directory
 
     path = require_bundle_directory(bundle) / "label_space.json"
     if not path.is_file():
@@ -239,7 +262,12 @@ def _key_values(pairs: Sequence[str], flag: str) -> dict[str, Any]:
 def _load_predictor(bundle: str, args: argparse.Namespace) -> Any:
     from .predictor import FusionPredictor
 
-    predictor = FusionPredictor.load(bundle, progress=not args.quiet)
+    if getattr(args, "backend", "torch") == "onnx":
+        predictor = FusionPredictor.load(bundle, backend="onnxruntime", precision=args.precision)
+    else:
+        if getattr(args, "precision", "fp32") != "fp32":
+            raise ConfigError("--precision int8 is for --backend onnx (an exported directory).")
+        predictor = FusionPredictor.load(bundle, progress=not args.quiet)
     if args.batch_size is not None:
         if args.batch_size < 1:
             raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}.")
@@ -316,7 +344,7 @@ def _check_predict_arguments(args: argparse.Namespace) -> dict[str, list[str | N
     for path in args.image:
         if path != "-" and not os.path.isfile(path):
             raise DataError(f"--image {path!r} does not exist; check the path.")
-    from .predictor import require_bundle_directory
+    from .manifests import require_bundle_directory
 
     require_bundle_directory(args.bundle)
     return columns
@@ -351,6 +379,24 @@ def _predict(args: argparse.Namespace) -> int:
         if args.top_k > 0:
             _keep_top(row, args.top_k)
     print(json.dumps({"predictions": rows}, indent=2))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .predictor import FusionPredictor, require_bundle_directory
+
+    require_bundle_directory(args.bundle)
+    if Path(args.out).resolve() == Path(args.bundle).resolve():
+        raise ConfigError("--out must not be the bundle itself; give a new directory.")
+    if args.plugins:
+        from .recipe import import_plugins
+
+        import_plugins(args.plugins)
+    predictor = FusionPredictor.load(args.bundle)
+    out = predictor.export(args.out, format=args.format, quantize=args.quantize == "int8")
+    if not args.quiet:
+        print(f"exported {args.bundle} to {out} (predict with: ensemble predict {out} "
+              "--backend onnx)", file=sys.stderr)
     return 0
 
 

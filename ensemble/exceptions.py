@@ -19,6 +19,7 @@ __all__ = [
     "DataError",
     "DependencyError",
     "EnsembleError",
+    "ExportError",
     "InvalidImageError",
     "InvalidLogitsError",
     "InvalidTabularError",
@@ -94,6 +95,10 @@ class OutputError(EnsembleError, OSError):
 
 class DependencyError(EnsembleError, ImportError):
     """An optional dependency or external tool (e.g. ``npm``) is not available."""
+
+
+class ExportError(EnsembleError, ValueError):
+    """A model cannot be exported (to ONNX), or an export does not match its source."""
 
 
 class UnknownNameError(EnsembleError, LookupError):

@@ -2,7 +2,10 @@
 
 A :class:`Registry` maps names to classes, timm-style: ``register`` is a class decorator
 that records the name on the class (``registry_name``), ``get`` resolves a name and
-suggests close matches for unknown ones, ``names`` lists what is registered.
+suggests close matches for unknown ones, ``names`` lists what is registered. Built-in
+kinds may be named with the module that registers them (``builtins``): that module is
+imported on first use, so a registry never costs the imports of kinds nobody uses (the
+torch-free ONNX runtime loads a tabular expert without importing the torch ones).
 
 Example:
     >>> widgets = Registry("widget")
@@ -15,7 +18,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Mapping
 from typing import Generic, TypeVar
 
 from .exceptions import ConfigError, UnknownNameError
@@ -29,9 +33,15 @@ _T = TypeVar("_T", bound=type)
 class Registry(Generic[_T]):
     """Names -> classes of one kind (``what`` names the kind in error messages)."""
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, *, builtins: Mapping[str, str] | None = None) -> None:
         self.what = what
         self._classes: dict[str, _T] = {}
+        self._builtins = dict(builtins or {})
+
+    def _import_builtin(self, name: str) -> None:
+        module = self._builtins.get(name)
+        if module is not None and name not in self._classes:
+            importlib.import_module(module)
 
     def register(self, name: str) -> Callable[[_T], _T]:
         """Class decorator: make ``cls`` available under ``name``."""
@@ -56,11 +66,15 @@ class Registry(Generic[_T]):
         self._classes.pop(name, None)
 
     def names(self) -> list[str]:
-        """Registered names, sorted."""
+        """Registered names (built-ins included), sorted."""
+        for name in self._builtins:
+            self._import_builtin(name)
         return sorted(self._classes)
 
     def get(self, name: str) -> _T:
         """The class registered under ``name``; unknown names suggest close matches."""
+        if isinstance(name, str):
+            self._import_builtin(name)
         try:
             return self._classes[name]
         except (KeyError, TypeError):
@@ -70,4 +84,4 @@ class Registry(Generic[_T]):
             ) from None
 
     def __contains__(self, name: object) -> bool:
-        return name in self._classes
+        return name in self._classes or name in self._builtins

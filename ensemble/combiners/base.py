@@ -29,7 +29,7 @@ from .._io import (
     write_json,
     write_tensors,
 )
-from ..exceptions import ArtifactError, ModalityError, NotFittedError
+from ..exceptions import ArtifactError, ExportError, ModalityError, NotFittedError
 from ..logits import LogitSet
 from ._inputs import LogitsLike, MaskLike, encode_labels, to_logitset
 from ._math import expert_log_probs, log_softmax
@@ -107,6 +107,18 @@ class Combiner(ClassifierMixin, BaseEstimator):
 
     def _save_extra(self, directory: Path) -> None:
         """Write additional files into the artifact directory (default: none)."""
+
+    def _fusion_module(self) -> Any:
+        """A torch module computing :meth:`_log_proba` (see :mod:`.graph`), for export."""
+        raise ExportError(
+            f"the {type(self).__name__} combiner ({self.registry_name or 'unregistered'}) has "
+            "no export to ONNX: it does not implement _fusion_module(). Refit the bundle with "
+            "a built-in combiner, or implement the hook."
+        )
+
+    def _reads_features(self) -> bool:
+        """Whether :meth:`_log_proba` reads the experts' pre-logit features."""
+        return False
 
     # -- fitting ----------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.preprocessing import StandardScaler
 
@@ -23,6 +24,7 @@ from ._sklearn_io import (
 )
 from ._torch_linear import TorchLinear, fit_torch_linear
 from .base import Combiner, FusionData
+from .graph import LinearScores, SklearnLinearProba
 from .registry import register_combiner
 
 __all__ = ["FeatureStacking"]
@@ -138,6 +140,12 @@ class FeatureStacking(Combiner):
             return self.classifier_.log_proba(None, design)
         return full_log_proba(self.classifier_, design, self.n_classes_)
 
+    def _fusion_module(self) -> torch.nn.Module:
+        return _FeatureStackingModule(self)
+
+    def _reads_features(self) -> bool:
+        return True
+
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         if isinstance(self.classifier_, TorchLinear):
             arrays, spec = self.classifier_.arrays("classifier"), _TORCH
@@ -167,6 +175,33 @@ class FeatureStacking(Combiner):
             n_features = self.classifier_.n_features_in_
         if n_features != expected:
             raise ValueError(f"classifier reads {n_features} features, expected {expected}")
+
+
+class _FeatureStackingModule(torch.nn.Module):
+    """:meth:`FeatureStacking._log_proba` as a module (see :mod:`.graph`)."""
+
+    def __init__(self, combiner: FeatureStacking) -> None:
+        super().__init__()
+        self.include_log_proba = combiner.include_log_proba
+        for j, scaler in enumerate(combiner.scalers_):
+            self.register_buffer(f"mean_{j}", torch.as_tensor(scaler.mean_, dtype=torch.float32))
+            self.register_buffer(f"scale_{j}",
+                                 torch.as_tensor(scaler.scale_, dtype=torch.float32))
+        model = combiner.classifier_
+        self.linear = isinstance(model, TorchLinear)
+        self.model = (LinearScores(model) if self.linear
+                      else SklearnLinearProba(model, combiner.n_classes_))
+
+    def forward(self, log_probs: torch.Tensor, mask: torch.Tensor, logits: torch.Tensor,
+                features: list[torch.Tensor]) -> torch.Tensor:
+        present = mask.to(log_probs.dtype)
+        blocks = [(array - getattr(self, f"mean_{j}")) / getattr(self, f"scale_{j}")
+                  * present[:, j : j + 1] for j, array in enumerate(features)]
+        blocks.append(1.0 - present)
+        if self.include_log_proba:
+            blocks.append((log_probs * present.unsqueeze(-1)).flatten(1))
+        design = torch.cat(blocks, dim=1)
+        return self.model(None, design) if self.linear else self.model(design)
 
 
 def _standardise(scaler: StandardScaler, array: np.ndarray) -> np.ndarray:

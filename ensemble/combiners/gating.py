@@ -64,6 +64,19 @@ def _nll(weights: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor,
     return nn.functional.nll_loss(fused, labels)
 
 
+class _GatingModule(nn.Module):
+    """:meth:`GatingCombiner._log_proba` as a module (see :mod:`.graph`)."""
+
+    def __init__(self, gate: _GateNet, fusion: str) -> None:
+        super().__init__()
+        self.gate = gate
+        self.fusion = fusion
+
+    def forward(self, log_probs: torch.Tensor, mask: torch.Tensor, logits: torch.Tensor,
+                features: list[torch.Tensor]) -> torch.Tensor:
+        return _fuse(self.gate(_expert_summaries(log_probs), mask), log_probs, self.fusion)
+
+
 @register_combiner("gating")
 class GatingCombiner(Combiner):
     """Per-example softmax weights over experts from a small MLP (a mixture of experts).
@@ -228,6 +241,9 @@ class GatingCombiner(Combiner):
         weights, log_probs = self._weights_tensor(data)
         with torch.inference_mode():
             return _fuse(weights, log_probs, self.fusion).cpu().numpy()
+
+    def _fusion_module(self) -> nn.Module:
+        return _GatingModule(self.gate_, self.fusion)
 
     def explain_weights(self, logits: LogitsLike, *, mask: MaskLike = None
                         ) -> tuple[np.ndarray, tuple[str, ...], str] | None:

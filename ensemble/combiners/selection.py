@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from sklearn.base import clone
 
 from ..exceptions import ConfigError
 from ._checks import check_choice, check_positive_ints
 from ._math import masked_weights, mix
 from .base import PREDICT_CHUNK_ROWS, Combiner, FusionData
+from .graph import CombinerGraph, torch_masked_weights
 from .registry import load_combiner, register_combiner
 
 __all__ = ["EnsembleSelection"]
@@ -161,6 +163,12 @@ class EnsembleSelection(Combiner):
             mixture += weights[:, n_experts + j, None] * proba
         return np.log(np.maximum(mixture, 1e-300))
 
+    def _fusion_module(self) -> torch.nn.Module:
+        return _SelectionModule(self.weights_, [CombinerGraph(c) for c in self.candidates_])
+
+    def _reads_features(self) -> bool:
+        return any(c._reads_features() for c in self.candidates_)
+
     # -- persistence ------------------------------------------------------------------------
 
     def _encoded_params(self) -> dict[str, Any]:
@@ -200,6 +208,27 @@ class EnsembleSelection(Combiner):
             raise ValueError("selection counts must be >= 0 and not all zero")
         self.counts_ = counts
         self.weights_ = counts / counts.sum()
+
+
+class _SelectionModule(torch.nn.Module):
+    """:meth:`EnsembleSelection._log_proba` as a module (see :mod:`.graph`)."""
+
+    def __init__(self, weights: np.ndarray, candidates: list[CombinerGraph]) -> None:
+        super().__init__()
+        self.register_buffer("weights", torch.as_tensor(weights, dtype=torch.float32))
+        self.candidates = torch.nn.ModuleList(candidates)
+
+    def forward(self, log_probs: torch.Tensor, mask: torch.Tensor, logits: torch.Tensor,
+                features: list[torch.Tensor]) -> torch.Tensor:
+        extra = torch.ones(mask.shape[0], len(self.candidates), dtype=torch.bool,
+                           device=mask.device)
+        weights = torch_masked_weights(self.weights, torch.cat([mask, extra], dim=1))
+        n_experts = mask.shape[1]
+        mixture = (weights[:, :n_experts, None] * log_probs.exp()).sum(dim=1)
+        for j, candidate in enumerate(self.candidates):
+            proba = candidate(logits, mask, *features).exp()
+            mixture = mixture + weights[:, n_experts + j, None] * proba
+        return torch.log(mixture.clamp_min(1e-30))
 
 
 class _Trials:

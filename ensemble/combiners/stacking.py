@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import KFold
 
@@ -26,6 +27,12 @@ from ._sklearn_io import (
 from ._sklearn_io import restore_estimator as _restore_estimator
 from ._torch_linear import STRUCTURES, TorchLinear, fit_torch_linear
 from .base import PREDICT_CHUNK_ROWS, Combiner, FusionData
+from .graph import (
+    LinearScores,
+    SklearnLinearProba,
+    torch_stacking_blocks,
+    torch_stacking_features,
+)
 from .registry import register_combiner
 
 __all__ = ["StackingCombiner"]
@@ -212,6 +219,9 @@ class StackingCombiner(Combiner):
         return self._model_log_proba(self.meta_learner_,
                                      self._features(data.log_probs, data.mask))
 
+    def _fusion_module(self) -> torch.nn.Module:
+        return _StackingModule(self.meta_learner_, tuple(self.meta_features), self.n_classes_)
+
     # -- persistence ------------------------------------------------------------------------
 
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -243,3 +253,20 @@ class StackingCombiner(Combiner):
                 f"meta-learner reads {self.meta_learner_.n_features_in_} features, "
                 f"expected {expected}"
             )
+
+
+class _StackingModule(torch.nn.Module):
+    """:meth:`StackingCombiner._log_proba` as a module (see :mod:`.graph`)."""
+
+    def __init__(self, model: Any, kinds: tuple[str, ...], n_classes: int) -> None:
+        super().__init__()
+        self.kinds = kinds
+        self.split = isinstance(model, TorchLinear)
+        self.model = (LinearScores(model) if self.split
+                      else SklearnLinearProba(model, n_classes))
+
+    def forward(self, log_probs: torch.Tensor, mask: torch.Tensor, logits: torch.Tensor,
+                features: list[torch.Tensor]) -> torch.Tensor:
+        if self.split:
+            return self.model(*torch_stacking_blocks(log_probs, mask, self.kinds))
+        return self.model(torch_stacking_features(log_probs, mask, self.kinds))

@@ -13,6 +13,7 @@ from ._checks import check_choice
 from ._inputs import LogitsLike, MaskLike
 from ._math import masked_weights, mix
 from .base import PREDICT_CHUNK_ROWS, Combiner, FusionData
+from .graph import torch_masked_weights
 from .registry import register_combiner
 
 __all__ = ["VotingCombiner"]
@@ -98,6 +99,9 @@ class VotingCombiner(Combiner):
         tied = votes >= votes.max(axis=1, keepdims=True) - 1e-9
         return self.classes_[np.where(tied, soft, -1.0).argmax(axis=1)]
 
+    def _fusion_module(self) -> torch.nn.Module:
+        return _VotingModule(self.weights_, self.method, self.n_classes_)
+
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         return {"weights": self.weights_}, {}
 
@@ -107,6 +111,27 @@ class VotingCombiner(Combiner):
         if weights.shape != (len(self.expert_names_),):
             raise ValueError(f"weights have shape {weights.shape}")
         self.weights_ = weights
+
+
+class _VotingModule(torch.nn.Module):
+    """:meth:`VotingCombiner._log_proba` as a module (see :mod:`.graph`)."""
+
+    def __init__(self, weights: np.ndarray, method: str, n_classes: int) -> None:
+        super().__init__()
+        self.register_buffer("weights", torch.as_tensor(weights, dtype=torch.float32))
+        self.method = method
+        self.n_classes = n_classes
+
+    def forward(self, log_probs: torch.Tensor, mask: torch.Tensor, logits: torch.Tensor,
+                features: list[torch.Tensor]) -> torch.Tensor:
+        weights = torch_masked_weights(self.weights, mask).unsqueeze(-1)
+        if self.method == "geometric":
+            return (weights * log_probs).sum(dim=1)
+        soft = (weights * log_probs.exp()).sum(dim=1)
+        if self.method == "hard":
+            top = torch.nn.functional.one_hot(log_probs.argmax(dim=2), self.n_classes)
+            soft = 0.5 * soft + 0.5 * (weights * top.to(weights.dtype)).sum(dim=1)
+        return torch.log(soft.clamp_min(1e-30))
 
 
 def _votes(data: FusionData, row_weights: np.ndarray) -> np.ndarray:

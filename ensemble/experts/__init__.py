@@ -10,15 +10,47 @@ Example:
     ['bagged', 'precomputed', 'sklearn', 'timm', 'transformers']
 """
 
-from .bagged import BaggedExpert
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .base import Expert, LogitOutputs, load_expert
-from .hf_text import TextExpert
-from .precomputed import PrecomputedExpert
 from .registry import EXPERTS, create_expert, get_expert_class, list_experts, register_expert
-from .sklearn_tabular import TabularExpert
-from .timm_image import ImageExpert
-from .torch_expert import TorchExpert
-from .training import EpochRecord, TrainingConfig, TrainingResult, train_classifier
+
+if TYPE_CHECKING:
+    from .bagged import BaggedExpert
+    from .hf_text import TextExpert
+    from .precomputed import PrecomputedExpert
+    from .sklearn_tabular import TabularExpert
+    from .timm_image import ImageExpert
+    from .torch_expert import TorchExpert
+    from .training import EpochRecord, TrainingConfig, TrainingResult, train_classifier
+
+#: Names imported on first access (the torch kinds cost seconds to import, and the ONNX
+#: runtime must load the tabular and precomputed kinds without torch).
+_LAZY = {
+    "BaggedExpert": "bagged",
+    "TextExpert": "hf_text",
+    "PrecomputedExpert": "precomputed",
+    "TabularExpert": "sklearn_tabular",
+    "ImageExpert": "timm_image",
+    "TorchExpert": "torch_expert",
+    "EpochRecord": "training",
+    "TrainingConfig": "training",
+    "TrainingResult": "training",
+    "train_classifier": "training",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "EXPERTS",

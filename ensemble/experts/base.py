@@ -25,6 +25,7 @@ from ..exceptions import (
     ArtifactError,
     ConfigError,
     DataError,
+    ExportError,
     ModalityError,
     UnknownNameError,
 )
@@ -274,6 +275,25 @@ class Expert(LogitOutputs):
             raise ArtifactError(f"{directory} holds a {type(expert).__name__}, not a "
                                 f"{cls.__name__}; use ensemble.load_expert() for any kind.")
         return expert
+
+    # -- export ---------------------------------------------------------------------------
+
+    #: Whether this kind predicts without torch (its saved folder then runs as it is in the
+    #: ONNX runtime, see :meth:`export_onnx`).
+    torch_free: ClassVar[bool] = False
+
+    def export_onnx(self, directory: Path) -> dict[str, Any]:
+        """Write what the torch-free runtime needs into ``directory`` and return its entry in
+        the export's ``config.json``. Torch-free kinds save their own folder there and run
+        with their own code; torch kinds override this to write an ONNX graph."""
+        if not self.torch_free:
+            raise ExportError(
+                f"the {self.registry_name} expert on column {self.column!r} "
+                f"({type(self).__name__}) has no ONNX export: it needs torch to predict and "
+                "does not implement export_onnx()."
+            )
+        self.save_pretrained(directory)
+        return {"runtime": "native"}
 
     # -- persistence helpers for subclasses -----------------------------------------------
 

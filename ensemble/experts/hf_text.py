@@ -23,7 +23,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassificati
 from transformers.utils import logging as hf_logging
 
 from .._io import atomic_directory
-from ..exceptions import ArtifactError, ConfigError
+from ..exceptions import ArtifactError, ConfigError, ExportError
 from ..labels import LabelSpace
 from ..modalities.text import to_text
 from ._pooling import MeanPoolingClassifier, Pooling, sentence_transformers_pooling
@@ -33,6 +33,7 @@ from .torch_expert import Batch, TorchExpert
 __all__ = ["TextExpert"]
 
 _HEAD = "classifier.safetensors"
+_TOKENIZER_FILE = "tokenizer.json"
 
 
 @contextlib.contextmanager
@@ -267,6 +268,42 @@ class TextExpert(TorchExpert):
     def classifier(self) -> nn.Module:
         self.model  # noqa: B018
         return self._head
+
+    # -- export ---------------------------------------------------------------------------
+
+    def export_inputs(self) -> dict[str, torch.Tensor]:
+        examples = ["an example", "a longer example sentence for the export"]
+        inputs = self.collate_inputs(examples, ["0", "1"], train=False)["inputs"]
+        return {name: tensor for name, tensor in inputs.items()}
+
+    def export_batch(self, tensors: Mapping[str, torch.Tensor]) -> Batch:
+        return {"inputs": dict(tensors)}
+
+    def export_dynamic_axes(self) -> dict[str, tuple[int, ...]]:
+        return {name: (0, 1) for name in self.export_inputs()}
+
+    def export_preprocessing(self, directory: Path) -> dict[str, Any]:
+        """``tokenizer.json`` (the fast tokenizer's own file, read by ``tokenizers``) and the
+        settings :meth:`collate_inputs` uses."""
+        tokenizer = self.tokenizer
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            raise ExportError(
+                f"the tokenizer of {self.checkpoint!r} ({type(tokenizer).__name__}) is not a "
+                "fast tokenizer; the ONNX runtime reads tokenizer.json, which only fast "
+                "tokenizers have."
+            )
+        backend.save(str(directory / _TOKENIZER_FILE))
+        return {
+            "type": "text",
+            "tokenizer": _TOKENIZER_FILE,
+            "max_length": int(self._max_tokens),
+            "pad_id": int(tokenizer.pad_token_id or 0),
+            "pad_token": str(tokenizer.pad_token or ""),
+            "pad_type_id": int(getattr(tokenizer, "pad_token_type_id", 0) or 0),
+            "padding_side": str(tokenizer.padding_side),
+            "truncation_side": str(tokenizer.truncation_side),
+        }
 
     # -- persistence ----------------------------------------------------------------------
 

@@ -52,6 +52,8 @@ class PrecomputedExpert(Expert):
         [[-0.11, -2.3], [0.0, 0.0]]
     """
 
+    torch_free = True
+
     modality = "scores"
 
     def __init__(self, *, labels: LabelSpace | Sequence[str], path: str | None = None,

@@ -32,7 +32,13 @@ __all__ = ["EXPERTS", "create_expert", "get_expert_class", "list_experts", "regi
 _T = TypeVar("_T", bound="type[Expert]")
 
 #: Every expert class, by kind name.
-EXPERTS: Registry[type[Expert]] = Registry("expert kind")
+EXPERTS: Registry[type[Expert]] = Registry("expert kind", builtins={
+    "timm": "ensemble.experts.timm_image",
+    "transformers": "ensemble.experts.hf_text",
+    "sklearn": "ensemble.experts.sklearn_tabular",
+    "precomputed": "ensemble.experts.precomputed",
+    "bagged": "ensemble.experts.bagged",
+})
 
 
 def register_expert(name: str) -> Callable[[_T], _T]:

@@ -111,6 +111,8 @@ class TabularExpert(Expert):
         [1]
     """
 
+    torch_free = True
+
     modality = "tabular"
 
     def __init__(self, *, column: str, labels: LabelSpace | Sequence[str],

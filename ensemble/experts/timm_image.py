@@ -20,7 +20,7 @@ from timm.data import create_transform, resolve_data_config
 from torch import nn
 
 from .._io import atomic_directory, read_json, write_json
-from ..exceptions import ArtifactError, CheckpointNotFoundError, ConfigError
+from ..exceptions import ArtifactError, CheckpointNotFoundError, ConfigError, ExportError
 from ..labels import LabelSpace
 from ..modalities.image import to_rgb_image
 from .registry import register_expert
@@ -37,6 +37,31 @@ _LOADS_WEIGHTS = "checkpoint_path"
 
 def _jsonable(config: Mapping[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
+
+
+def _transform_step(transform: Any) -> dict[str, Any]:
+    """One torchvision/timm eval transform as a JSON step of the ONNX runtime's image
+    preprocessing (:mod:`ensemble.runtime.preprocessing`)."""
+    from torchvision import transforms
+
+    name = type(transform).__name__
+    if isinstance(transform, transforms.Resize):
+        size = transform.size
+        return {"op": "resize", "size": [size] if isinstance(size, int) else list(size),
+                "interpolation": transform.interpolation.value,
+                "max_size": transform.max_size}
+    if isinstance(transform, transforms.CenterCrop):
+        return {"op": "center_crop", "size": list(transform.size)}
+    if isinstance(transform, transforms.ToTensor) or name == "MaybeToTensor":
+        return {"op": "to_tensor"}
+    if isinstance(transform, transforms.Normalize):
+        return {"op": "normalize", "mean": [float(v) for v in transform.mean],
+                "std": [float(v) for v in transform.std]}
+    raise ExportError(
+        f"the image transform {name} has no ONNX-runtime equivalent (supported: Resize, "
+        "CenterCrop, ToTensor, Normalize); build the expert with data_config "
+        "crop_mode='center'."
+    )
 
 
 @register_expert("timm")
@@ -144,6 +169,22 @@ class ImageExpert(TorchExpert):
 
     def feature_size(self) -> int:
         return int(getattr(self.model, "num_features", 0) or super().feature_size())
+
+    # -- export ---------------------------------------------------------------------------
+
+    def export_inputs(self) -> dict[str, torch.Tensor]:
+        from PIL import Image
+
+        examples = [Image.new("RGB", (48, 40), (200, 30, 30)),
+                    Image.new("RGB", (40, 56), (20, 90, 220))]
+        return {"pixel_values": self.collate_inputs(examples, ["0", "1"], train=False)
+                ["pixel_values"].contiguous()}
+
+    def export_preprocessing(self, directory: Path) -> dict[str, Any]:
+        """The eval transform as JSON steps the torch-free runtime replays with PIL."""
+        self.model  # noqa: B018
+        return {"type": "image", "steps": [_transform_step(t)
+                                           for t in self._eval_transform.transforms]}
 
     # -- persistence ----------------------------------------------------------------------
 

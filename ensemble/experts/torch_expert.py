@@ -23,15 +23,17 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 from tqdm.auto import tqdm
 
-from ..exceptions import ConfigError, DataError
+from ..exceptions import ConfigError, DataError, ExportError
 from ..fingerprints import dataset_fingerprint
 from ..labels import LabelSpace
 from .base import Expert
 from .training import EpochRecord, TrainingConfig, make_accelerator, train_classifier
 
-__all__ = ["Batch", "InputRows", "TorchExpert"]
+__all__ = ["EXPORTED_GRAPH", "Batch", "InputRows", "TorchExpert"]
 
 Batch = dict[str, Any]
+#: The file name of an exported expert's ONNX graph.
+EXPORTED_GRAPH = "model.onnx"
 
 
 class InputRows(TorchDataset[dict[str, Any]]):
@@ -282,6 +284,45 @@ class TorchExpert(Expert):
                           else np.zeros((len(logits_array), 0), dtype=np.float32))
         return logits_array, features_array
 
+    # -- export ---------------------------------------------------------------------------
+
+    def export_inputs(self) -> dict[str, torch.Tensor]:
+        """Named example tensors of one collated batch: the inputs of the exported graph."""
+        raise ExportError(f"the {self.registry_name} expert does not say which tensors its "
+                          "model reads (export_inputs); it cannot be exported.")
+
+    def export_batch(self, tensors: Mapping[str, torch.Tensor]) -> Batch:
+        """The batch :meth:`forward` takes, from the named tensors of :meth:`export_inputs`."""
+        return dict(tensors)
+
+    def export_dynamic_axes(self) -> dict[str, tuple[int, ...]]:
+        """Per input tensor, the axes that vary between batches (default: the batch axis)."""
+        return {name: (0,) for name in self.export_inputs()}
+
+    def export_preprocessing(self, directory: Path) -> dict[str, Any]:
+        """Write what the runtime needs to turn raw inputs into the graph's tensors (files
+        in ``directory``) and return its JSON description."""
+        raise ExportError(f"the {self.registry_name} expert has no preprocessing export.")
+
+    def export_onnx(self, directory: Path) -> dict[str, Any]:
+        """The model as ``model.onnx`` (outputs ``logits`` and ``features``, dynamic axes),
+        checked against torch on an example batch, plus its preprocessing."""
+        from ..export.onnx_graphs import check_outputs, export_graph
+
+        what = f"the {self.registry_name} expert on column {self.column!r}"
+        inputs = self.export_inputs()
+        module = _ExportedExpert(self).eval()
+        with torch.no_grad():
+            expected = [t.float().numpy() for t in module(*inputs.values())]
+        graph = directory / EXPORTED_GRAPH
+        export_graph(module, inputs, graph, output_names=("logits", "features"),
+                     dynamic_axes=self.export_dynamic_axes(), what=what)
+        check_outputs(graph, {k: v.numpy() for k, v in inputs.items()}, expected,
+                      atol=1e-3, what=what)
+        return {"runtime": "onnx", "graph": EXPORTED_GRAPH, "inputs": list(inputs),
+                "feature_size": int(expected[1].shape[1]),
+                "preprocessing": self.export_preprocessing(directory)}
+
     # -- identity and persistence ---------------------------------------------------------
 
     def fingerprint(self) -> str:
@@ -319,6 +360,28 @@ class TorchExpert(Expert):
             self.best_epoch_ = int(metadata["best_epoch"])
         if metadata.get("training_config") is not None:
             self.training_config_ = TrainingConfig().updated(**metadata["training_config"])
+
+
+class _ExportedExpert(nn.Module):
+    """An expert's model with named tensor inputs returning ``(logits, features)``: the
+    features are the classifier layer's input, captured by a forward pre-hook."""
+
+    def __init__(self, expert: TorchExpert) -> None:
+        super().__init__()
+        self.expert = expert
+        self.model = expert.model
+        self.names = list(expert.export_inputs())
+
+    def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        captured: list[torch.Tensor] = []
+        handle = self.expert.classifier().register_forward_pre_hook(
+            lambda _module, args: captured.append(args[0]))
+        try:
+            batch = self.expert.export_batch(dict(zip(self.names, tensors, strict=True)))
+            logits = self.expert.forward(self.model, batch)
+        finally:
+            handle.remove()
+        return logits.float(), captured[-1].float()
 
 
 def _as_source(data: Any) -> Any:

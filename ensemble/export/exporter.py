@@ -1,0 +1,139 @@
+"""``export_predictor``: a fitted :class:`~ensemble.predictor.FusionPredictor` as a directory
+that ONNX Runtime runs without torch (:class:`~ensemble.runtime.OnnxPredictor`).
+
+Layout::
+
+    config.json            kind "OnnxExport", classes, per expert how it runs, the combiner
+    manifest.json          sha256 of every file (checked on load, like a bundle's)
+    label_space.json
+    experts/<name>/        model.onnx (+ model.int8.onnx) and preprocessing files (torch
+                           experts), or the expert's own saved folder (torch-free kinds)
+    combiner/model.onnx    the combiner's graph (logits, mask[, features_j]) -> log-probs
+
+Every graph is checked against its torch source on sample inputs before anything is
+written; the directory appears atomically, complete or not at all.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._io import FORMAT_VERSION, atomic_directory, write_json
+from ..exceptions import ConfigError
+from ..manifests import write_manifest
+from ..runtime.onnx_predictor import EXPORT_KIND
+from .onnx_graphs import check_outputs, export_graph, quantize_graph, require_export_extra
+
+__all__ = ["COMBINER_GRAPH", "export_predictor"]
+
+COMBINER_GRAPH = "combiner/model.onnx"
+_INT8_GRAPH = "model.int8.onnx"
+_CHECK_ROWS = 64
+
+
+def export_predictor(predictor: Any, directory: str | os.PathLike[str], *,
+                     quantize: bool = False) -> Path:
+    """Export every expert and the combiner of ``predictor`` to ``directory``.
+
+    ``quantize=True`` also writes int8 (dynamic quantisation) graphs of the torch experts;
+    load them with ``OnnxPredictor.load(directory, precision="int8")``.
+
+    Example:
+        >>> export_predictor(FusionPredictor.load("runs/quickstart/bundle"),
+        ...                  "runs/quickstart/onnx")  # doctest: +SKIP
+    """
+    combiner = getattr(predictor, "combiner", None)
+    if combiner is None or not hasattr(predictor, "experts"):
+        raise ConfigError(f"export_predictor takes a FusionPredictor, got "
+                          f"{type(predictor).__name__}.")
+    if not combiner.__sklearn_is_fitted__():
+        raise ConfigError(f"the combiner {type(combiner).__name__} is not fitted; fit it "
+                          "before exporting.")
+    require_export_extra()
+    directory = Path(directory)
+    with atomic_directory(directory) as tmp:
+        experts = {name: _export_expert(name, expert, tmp, predictor, quantize=quantize)
+                   for name, expert in predictor.experts.items()}
+        feature_sizes = [_feature_size(entry, expert)
+                         for entry, expert in zip(experts.values(), predictor.experts.values(),
+                                                  strict=True)]
+        reads_features = _export_combiner(combiner, tmp / COMBINER_GRAPH, feature_sizes)
+        write_json(tmp / "label_space.json", {"class_names": list(predictor.class_names)})
+        write_json(tmp / "config.json", {
+            "kind": EXPORT_KIND,
+            "format_version": FORMAT_VERSION,
+            "class_names": list(predictor.class_names),
+            "experts": experts,
+            "combiner": {"graph": COMBINER_GRAPH, "name": combiner.registry_name,
+                         "experts": list(combiner.expert_names_),
+                         "reads_features": reads_features},
+            "precisions": ["fp32", "int8"] if quantize else ["fp32"],
+            "batch_size": predictor.batch_size,
+            "resolved_config": predictor.config,
+        })
+        write_manifest(tmp)
+    return directory
+
+
+def _export_expert(name: str, expert: Any, root: Path, predictor: Any, *,
+                   quantize: bool) -> dict[str, Any]:
+    folder = root / "experts" / name
+    folder.mkdir(parents=True)
+    entry = dict(expert.export_onnx(folder))
+    if entry.get("runtime") == "onnx":
+        graphs = {"fp32": str(entry.pop("graph"))}
+        if quantize:
+            quantize_graph(folder / graphs["fp32"], folder / _INT8_GRAPH)
+            graphs["int8"] = _INT8_GRAPH
+        entry["graphs"] = graphs
+    return {"path": f"experts/{name}", "column": expert.column, "modality": expert.modality,
+            "kind": expert.registry_name, "class_names": list(expert.class_names), **entry}
+
+
+def _feature_size(entry: dict[str, Any], expert: Any) -> int:
+    if "feature_size" in entry:
+        return int(entry["feature_size"])
+    _, features = expert.predict_logits([None], return_features=True, progress=False)
+    return int(features.shape[1])
+
+
+def _export_combiner(combiner: Any, path: Path, feature_sizes: list[int]) -> bool:
+    """Write the combiner's graph, checked against ``predict_logits`` on random logits with
+    every kind of row (all experts, some, one, none); returns whether it reads features."""
+    import torch
+
+    from ..combiners.graph import CombinerGraph, needs_features
+    from ..logits import LogitSet
+
+    what = f"the {combiner.registry_name} combiner"
+    reads_features = needs_features(combiner)
+    rng = np.random.default_rng(0)
+    n_experts, n_classes = len(combiner.expert_names_), combiner.n_classes_
+    logits = rng.normal(scale=3.0, size=(_CHECK_ROWS, n_experts, n_classes)).astype(np.float32)
+    mask = rng.random((_CHECK_ROWS, n_experts)) < 0.7
+    mask[: n_experts] = np.eye(n_experts, dtype=bool)  # single-expert rows
+    mask[n_experts] = False  # a row without any expert
+    mask[n_experts + 1] = True
+    features = [rng.normal(size=(_CHECK_ROWS, size)).astype(np.float32)
+                for size in feature_sizes]
+    logits[~mask] = 0.0
+    names = list(combiner.expert_names_)
+    logit_set = LogitSet({n: logits[:, j] for j, n in enumerate(names)},
+                         list(combiner.class_names_),
+                         mask={n: mask[:, j] for j, n in enumerate(names)},
+                         features={n: features[j] for j, n in enumerate(names)})
+    expected = combiner.predict_logits(logit_set).astype(np.float32)
+    inputs = {"logits": torch.from_numpy(logits), "mask": torch.from_numpy(mask)}
+    if reads_features:
+        inputs.update({f"features_{j}": torch.from_numpy(f) for j, f in enumerate(features)})
+    axes = {name: (0,) for name in inputs}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    export_graph(CombinerGraph(combiner), inputs, path, output_names=("log_proba",),
+                 dynamic_axes=axes, what=what)
+    check_outputs(path, {k: v.numpy() for k, v in inputs.items()}, [expected], atol=1e-5,
+                  what=what, log_space=True)
+    return reads_features
