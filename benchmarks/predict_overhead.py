@@ -27,6 +27,14 @@ against a contender of the same round.
   preprocessing is timed per row, per batch (what the expert does) and pre-tokenised all at
   once.
 
+- **ONNX Runtime** (issue 13; when the ``export`` extra is installed, ``--no-onnx`` skips
+  it): the predictor exported with :meth:`FusionPredictor.export` (with int8 graphs) and
+  loaded as :class:`~ensemble.runtime.OnnxPredictor`, timed in the same rounds:
+  ``predict`` with the float32 and the int8 graphs, and *the ONNX limit*: the raw ONNX
+  Runtime forward of both graphs on already-preprocessed arrays + the combiner graph.
+  Targets: ONNX fp32 ``predict`` >= 1.5x torch ``predict`` rows/s, and >= 0.95x its own
+  limit. Agreement with torch (max |logit diff|, argmax agreement) per graph precision.
+
 Writes ``benchmarks/results/predict_overhead.json`` (atomically; ``--quick``:
 ``predict_overhead_quick.json``), prints the tables, and (full runs) rewrites the tables in
 ``docs/benchmarks.md`` between the ``predict_overhead`` markers.
@@ -76,6 +84,12 @@ DEFAULT = "default"
 ONE_PREDICT = "predict, one image + text"
 ONE_BF16 = "predict, one pair, bf16 autocast"
 ONE_LIMIT = "raw forward + combiner, one preprocessed pair"
+ONNX_PREDICT = "ONNX Runtime predict (fp32)"
+ONNX_INT8 = "ONNX Runtime predict (int8)"
+ONNX_LIMIT = "ONNX limit: raw ONNX forward + combiner graph"
+ONE_ONNX = "ONNX predict (fp32), one image + text"
+ONE_ONNX_LIMIT = "ONNX raw forward + combiner graph, one preprocessed pair"
+ONNX_TARGETS = {"onnx_vs_torch_predict": 1.5, "onnx_predict_vs_onnx_limit": 0.95}
 
 
 # -- setup -----------------------------------------------------------------------------------
@@ -90,6 +104,8 @@ class Setup:
     description: dict[str, Any]
     # Per image expert: the model in each memory layout ("contiguous", "channels_last").
     layouts: dict[str, dict[str, torch.nn.Module]] = field(default_factory=dict)
+    # The exported predictor, by graph precision ("fp32", "int8"); empty without --onnx.
+    onnx: dict[str, Any] = field(default_factory=dict)
 
 
 def _rows(quick: bool, n: int) -> tuple[list[Any], list[str], list[str], str]:
@@ -164,7 +180,21 @@ def build(args: argparse.Namespace, workdir: Path) -> Setup:
                     for name, e in predictor.experts.items()},
         "combiner": type(predictor.combiner).__name__,
     }
-    return Setup(predictor, images, texts, description, layouts)
+    onnx = _export(predictor, workdir, args.batch_size) if args.onnx else {}
+    return Setup(predictor, images, texts, description, layouts, onnx)
+
+
+def _export(predictor: FusionPredictor, workdir: Path, batch_size: int) -> dict[str, Any]:
+    from ensemble.runtime import OnnxPredictor
+
+    started = time.perf_counter()
+    directory = predictor.export(workdir / "onnx", quantize=True)
+    print(f"exported to ONNX (with int8 graphs) in {time.perf_counter() - started:.1f} s")
+    loaded = {precision: OnnxPredictor.load(directory, precision=precision)
+              for precision in ("fp32", "int8")}
+    for onnx_predictor in loaded.values():
+        onnx_predictor.batch_size = batch_size
+    return loaded
 
 
 def _layout(model: torch.nn.Module) -> str:
@@ -274,6 +304,47 @@ def _timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
+# -- ONNX Runtime ------------------------------------------------------------------------------
+
+def _onnx_batches(setup: Setup, values_of: Callable[[Any], list[Any]]
+                  ) -> dict[str, list[dict[str, np.ndarray]]]:
+    """Every ONNX expert's inputs, preprocessed once, batched as its predictor batches."""
+    onnx_predictor = setup.onnx["fp32"]
+    size = onnx_predictor.batch_size
+    out = {}
+    for name, expert in onnx_predictor.experts.items():
+        values = values_of(expert)
+        out[name] = [expert.preprocess(values[i:i + size], [str(j) for j in range(i, i + size)])
+                     for i in range(0, len(values), size)]
+    return out
+
+
+def _onnx_limit(setup: Setup, batches: Mapping[str, list[dict[str, np.ndarray]]]) -> np.ndarray:
+    """The raw ONNX Runtime forward of every graph + the combiner graph."""
+    onnx_predictor = setup.onnx["fp32"]
+    logits, features = {}, {}
+    for name, expert in onnx_predictor.experts.items():
+        outputs = [expert.forward(batch) for batch in batches[name]]
+        logits[name] = np.concatenate([o[0] for o in outputs])
+        features[name] = np.concatenate([o[1] for o in outputs])
+    return onnx_predictor.combiner.predict_proba(
+        LogitSet(logits, list(onnx_predictor.class_names), features=features))
+
+
+def _onnx_agreement(setup: Setup) -> dict[str, Any]:
+    """ONNX Runtime against torch on the same rows: logits and fused argmax, per precision."""
+    predictor = setup.predictor
+    logit_set = predictor.logits(images=setup.images, texts=setup.texts)
+    reference = (dict(logit_set.logits), predictor.combiner.predict_proba(logit_set))
+    out = {}
+    for precision, onnx_predictor in setup.onnx.items():
+        onnx_set = onnx_predictor.logits(images=setup.images, texts=setup.texts)
+        proba = onnx_predictor.combiner.predict_proba(onnx_set)
+        out[precision] = {**_agreement(reference, (dict(onnx_set.logits), proba)),
+                          "max_abs_proba_diff": float(np.abs(proba - reference[1]).max())}
+    return out
+
+
 # -- latency -----------------------------------------------------------------------------------
 
 def _latency_contenders(setup: Setup) -> dict[str, Callable[[], Any]]:
@@ -287,11 +358,16 @@ def _latency_contenders(setup: Setup) -> dict[str, Callable[[], Any]]:
         with _applied(setup, bf16):
             predictor.predict(images=image, texts=text)
 
-    return {
+    contenders = {
         ONE_PREDICT: lambda: predictor.predict(images=image, texts=text),
         ONE_LIMIT: lambda: _limit(setup, one),
         ONE_BF16: predict_bf16,
     }
+    if setup.onnx:
+        onnx_one = _onnx_batches(setup, lambda e: [image if e.modality == "image" else text])
+        contenders[ONE_ONNX] = lambda: setup.onnx["fp32"].predict(images=image, texts=text)
+        contenders[ONE_ONNX_LIMIT] = lambda: _onnx_limit(setup, onnx_one)
+    return contenders
 
 
 # -- agreement -----------------------------------------------------------------------------------
@@ -392,6 +468,14 @@ def run(setup: Setup, args: argparse.Namespace) -> dict[str, Any]:
         PREP_TEXT: lambda: _prep(setup, "text"),
     }
     experiments = {v.name: (lambda v=v: _predict(setup, v)) for v in variants if v.name != DEFAULT}
+    if setup.onnx:
+        onnx_batches = _onnx_batches(
+            setup, lambda e: setup.images if e.modality == "image" else setup.texts)
+        throughput[ONNX_PREDICT] = lambda: setup.onnx["fp32"].predict(images=setup.images,
+                                                                     texts=setup.texts)
+        throughput[ONNX_INT8] = lambda: setup.onnx["int8"].predict(images=setup.images,
+                                                                   texts=setup.texts)
+        throughput[ONNX_LIMIT] = lambda: _onnx_limit(setup, onnx_batches)
     latency = _latency_contenders(setup)
     contenders = {**throughput, **experiments}
     for fn in [*contenders.values(), *latency.values()]:  # warm-up: lazy init, kernel caches
@@ -436,7 +520,26 @@ def run(setup: Setup, args: argparse.Namespace) -> dict[str, Any]:
             **row,
             **_agreement(reference, _logits_under(setup, variant)),
         })
+    onnx_result = None
+    if setup.onnx:
+        def ratio_to(name: str, against: str) -> float:
+            return round(statistics.median(
+                [seconds[against][i] / s for i, s in enumerate(seconds[name])]), 3)
+
+        speedup = ratio_to(ONNX_PREDICT, PREDICT)
+        own = ratio_to(ONNX_PREDICT, ONNX_LIMIT)
+        onnx_result = {
+            "ratio_to_torch_predict": {name: ratio_to(name, PREDICT)
+                                       for name in (ONNX_PREDICT, ONNX_INT8, ONNX_LIMIT)},
+            "onnx_predict_vs_onnx_limit": own,
+            "int8_vs_fp32_predict": ratio_to(ONNX_INT8, ONNX_PREDICT),
+            "targets": {**ONNX_TARGETS,
+                        "met": bool(speedup >= ONNX_TARGETS["onnx_vs_torch_predict"]
+                                    and own >= ONNX_TARGETS["onnx_predict_vs_onnx_limit"])},
+            "agreement_with_torch": _onnx_agreement(setup),
+        }
     return {
+        "onnx": onnx_result,
         "throughput": results_throughput,
         "target": {"predict_vs_limit": TARGET, "ratio": ratio,
                    "met": bool(ratio >= TARGET)},
@@ -469,11 +572,34 @@ def markdown(result: Mapping[str, Any]) -> str:
                  else f"({100 / row['ratio_to_limit']:.1f}% of the limit's time)")
         lines.append(f"| {label} | {row['rows_per_second']:.1f} | {row['ms_per_row']:.2f} | "
                      f"{ratio} |")
+    onnx = result.get("onnx")
+    if onnx:
+        lines += ["", "| ONNX Runtime contender | rows/s | ms/row | × torch `predict` |",
+                  "| --- | ---: | ---: | ---: |"]
+        for name in (ONNX_LIMIT, ONNX_PREDICT, ONNX_INT8):
+            row = result["throughput"][name]
+            label = f"**{name}**" if name == ONNX_PREDICT else name
+            lines.append(f"| {label} | {row['rows_per_second']:.1f} | {row['ms_per_row']:.2f} | "
+                         f"{onnx['ratio_to_torch_predict'][name]:.3f} |")
+        agreement = onnx["agreement_with_torch"]
+        lines += ["", f"ONNX `predict` (fp32) against its own limit: "
+                  f"{onnx['onnx_predict_vs_onnx_limit']:.3f}× (target "
+                  f"{ONNX_TARGETS['onnx_predict_vs_onnx_limit']}); against torch `predict`: "
+                  f"{onnx['ratio_to_torch_predict'][ONNX_PREDICT]:.3f}× (target "
+                  f"{ONNX_TARGETS['onnx_vs_torch_predict']}). Against torch on the same rows: "
+                  + "; ".join(
+                      f"{precision} max |logit diff| "
+                      f"{max(a['max_abs_logit_diff'].values()):.2g}, max |proba diff| "
+                      f"{a['max_abs_proba_diff']:.2g}, fused argmax agreement "
+                      f"{a['argmax_agreement']['fused']:.3f}"
+                      for precision, a in agreement.items()) + "."]
     ratio = result["throughput"][PREDICT]["ratio_to_limit_plus_preprocessing"]
     lines += ["", f"`predict` against limit + preprocessing (what a hand-written pipeline "
               f"costs): {ratio:.3f}×.", "",
               "| single example | p50 ms | p95 ms |", "| --- | ---: | ---: |"]
-    for name in (ONE_LIMIT, ONE_PREDICT, ONE_BF16):
+    for name in (ONE_LIMIT, ONE_PREDICT, ONE_BF16, ONE_ONNX_LIMIT, ONE_ONNX):
+        if name not in result["latency_ms"]:
+            continue
         row = result["latency_ms"][name]
         lines.append(f"| {name} | {row['p50']:.1f} | {row['p95']:.1f} |")
     columns = _agreement_columns(result["experiments"][0]["argmax_agreement"])
@@ -534,6 +660,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="single-example calls per round")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="time torch.compile (default: on, off with --quick)")
+    parser.add_argument("--onnx", action=argparse.BooleanOptionalAction, default=None,
+                        help="time the ONNX Runtime export too (default: on when the export "
+                             "extra is installed)")
     parser.add_argument("--out", type=Path, default=None, help="JSON result path")
     parser.add_argument("--doc", type=Path, default=None,
                         help=f"markdown file whose {MARKER} markers get the tables "
@@ -544,6 +673,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args.rounds = args.rounds or (2 if args.quick else 9)
     args.latency_calls = args.latency_calls or (3 if args.quick else 20)
     args.compile = (not args.quick) if args.compile is None else args.compile
+    if args.onnx is None:
+        import importlib.util
+
+        args.onnx = all(importlib.util.find_spec(m) for m in ("onnxruntime", "onnxscript"))
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as workdir:
         setup = build(args, Path(workdir))

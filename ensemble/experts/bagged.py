@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .._io import FORMAT_VERSION, atomic_directory, library_versions, write_json
-from ..exceptions import ArtifactError, ClassMismatchError, ConfigError
+from ..exceptions import ArtifactError, ClassMismatchError, ConfigError, ExportError
 from ..labels import LabelSpace
 from .base import METADATA, Expert, LogitOutputs, load_expert
 from .registry import register_expert
@@ -134,6 +134,22 @@ class BaggedExpert(LogitOutputs):
         for member in self.members:
             digest.update(member.fingerprint().encode())
         return digest.hexdigest()
+
+    # -- export ----------------------------------------------------------------------------
+
+    def export_onnx(self, directory: Path) -> dict[str, Any]:
+        """Torch members: one ONNX graph that averages them (see
+        :func:`~ensemble.experts.torch_expert.export_torch_experts`); torch-free members:
+        this folder, run with its own code."""
+        if all(getattr(member, "torch_free", False) for member in self.members):
+            self.save_pretrained(directory)
+            return {"runtime": "native"}
+        from .torch_expert import TorchExpert, export_torch_experts
+
+        if not all(isinstance(member, TorchExpert) for member in self.members):
+            raise ExportError(f"the bagged {self.member_kind} expert on column {self.column!r} "
+                              "has members that cannot be exported to ONNX.")
+        return export_torch_experts(self.members, directory)
 
     # -- persistence -----------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from ..labels import LabelSpace
 from .base import Expert
 from .training import EpochRecord, TrainingConfig, make_accelerator, train_classifier
 
-__all__ = ["EXPORTED_GRAPH", "Batch", "InputRows", "TorchExpert"]
+__all__ = ["EXPORTED_GRAPH", "Batch", "InputRows", "TorchExpert", "export_torch_experts"]
 
 Batch = dict[str, Any]
 #: The file name of an exported expert's ONNX graph.
@@ -307,21 +307,7 @@ class TorchExpert(Expert):
     def export_onnx(self, directory: Path) -> dict[str, Any]:
         """The model as ``model.onnx`` (outputs ``logits`` and ``features``, dynamic axes),
         checked against torch on an example batch, plus its preprocessing."""
-        from ..export.onnx_graphs import check_outputs, export_graph
-
-        what = f"the {self.registry_name} expert on column {self.column!r}"
-        inputs = self.export_inputs()
-        module = _ExportedExpert(self).eval()
-        with torch.no_grad():
-            expected = [t.float().numpy() for t in module(*inputs.values())]
-        graph = directory / EXPORTED_GRAPH
-        export_graph(module, inputs, graph, output_names=("logits", "features"),
-                     dynamic_axes=self.export_dynamic_axes(), what=what)
-        check_outputs(graph, {k: v.numpy() for k, v in inputs.items()}, expected,
-                      atol=1e-3, what=what)
-        return {"runtime": "onnx", "graph": EXPORTED_GRAPH, "inputs": list(inputs),
-                "feature_size": int(expected[1].shape[1]),
-                "preprocessing": self.export_preprocessing(directory)}
+        return export_torch_experts([self], directory)
 
     # -- identity and persistence ---------------------------------------------------------
 
@@ -360,6 +346,46 @@ class TorchExpert(Expert):
             self.best_epoch_ = int(metadata["best_epoch"])
         if metadata.get("training_config") is not None:
             self.training_config_ = TrainingConfig().updated(**metadata["training_config"])
+
+
+def export_torch_experts(experts: Sequence[TorchExpert], directory: Path) -> dict[str, Any]:
+    """One ONNX graph for ``experts`` (one expert, or the members of a bagged one: their
+    logits and features averaged, as :class:`~ensemble.experts.BaggedExpert` does), checked
+    against torch on an example batch, and their (shared) preprocessing."""
+    from ..export.onnx_graphs import check_outputs, export_graph
+
+    first = experts[0]
+    what = f"the {first.registry_name} expert on column {first.column!r}"
+    specs = [expert.export_preprocessing(directory) for expert in experts]
+    if any(spec != specs[0] for spec in specs[1:]):
+        raise ExportError(f"the members of {what} preprocess their inputs differently; one "
+                          "exported graph needs one preprocessing.")
+    inputs = first.export_inputs()
+    module = _ExportedExperts([_ExportedExpert(expert) for expert in experts]).eval()
+    with torch.no_grad():
+        expected = [t.float().numpy() for t in module(*inputs.values())]
+    graph = directory / EXPORTED_GRAPH
+    export_graph(module, inputs, graph, output_names=("logits", "features"),
+                 dynamic_axes=first.export_dynamic_axes(), what=what)
+    check_outputs(graph, {k: v.numpy() for k, v in inputs.items()}, expected,
+                  atol=1e-3, what=what)
+    return {"runtime": "onnx", "graph": EXPORTED_GRAPH, "inputs": list(inputs),
+            "feature_size": int(expected[1].shape[1]), "preprocessing": specs[0]}
+
+
+class _ExportedExperts(nn.Module):
+    """The mean ``(logits, features)`` of one or more exported experts on the same inputs."""
+
+    def __init__(self, members: Sequence[_ExportedExpert]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        outputs = [member(*tensors) for member in self.members]
+        if len(outputs) == 1:
+            return outputs[0]
+        return (torch.stack([o[0] for o in outputs]).mean(dim=0),
+                torch.stack([o[1] for o in outputs]).mean(dim=0))
 
 
 class _ExportedExpert(nn.Module):

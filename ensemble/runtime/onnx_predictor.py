@@ -201,6 +201,10 @@ class OnnxPredictor(PredictorInputs):
                 f"{root} holds a {config.get('kind')!r}, not an ONNX export; export a bundle "
                 "with `ensemble export BUNDLE --out DIR` first."
             )
+        available = config.get("precisions") or ["fp32"]
+        if precision not in available:
+            raise ConfigError(f"{root} has no {precision} graphs (it has {available!r}); "
+                              "export again with --quantize int8 (quantize=True).")
         try:
             class_names = [str(c) for c in config["class_names"]]
             experts = {str(name): _load_expert(root, str(name), entry, precision, threads,
@@ -235,8 +239,8 @@ def _load_expert(root: Path, name: str, entry: Mapping[str, Any], precision: str
                             "was written by a newer version of ensemble.")
     graphs = entry["graphs"]
     if precision not in graphs:
-        raise ConfigError(f"{root} has no {precision} graph for expert {name!r} (it has "
-                          f"{sorted(graphs)!r}); re-export with --quantize int8.")
+        raise ArtifactError(f"{root}: config.json lists {precision} graphs but expert {name!r} "
+                            f"has {sorted(graphs)!r}; export again.")
     return OnnxExpert(
         name=name, column=str(entry["column"]), modality=str(entry["modality"]),
         kind=str(entry["kind"]), class_names=[str(c) for c in entry["class_names"]],

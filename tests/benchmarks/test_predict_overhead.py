@@ -19,7 +19,15 @@ def test_predict_overhead_quick_times_every_contender_and_fills_the_doc(
     assert written == json.loads(json.dumps(returned))
 
     throughput = written["throughput"]
-    assert set(throughput) == {module.PREDICT, module.LIMIT, module.PREP_IMAGE, module.PREP_TEXT}
+    onnx = {module.ONNX_PREDICT, module.ONNX_INT8, module.ONNX_LIMIT} if written["onnx"] else set()
+    assert set(throughput) == {module.PREDICT, module.LIMIT, module.PREP_IMAGE,
+                               module.PREP_TEXT} | onnx
+    if written["onnx"]:  # the export extra is installed (as in CI)
+        fp32 = written["onnx"]["agreement_with_torch"]["fp32"]
+        assert fp32["argmax_agreement"]["fused"] == 1.0 and fp32["max_abs_proba_diff"] < 1e-4
+        assert written["onnx"]["ratio_to_torch_predict"][module.ONNX_PREDICT] > 0
+        assert module.ONE_ONNX in written["latency_ms"]
+        assert "ONNX Runtime contender" in doc.read_text()
     assert throughput[module.LIMIT]["ratio_to_limit"] == 1.0
     assert all(row["rows_per_second"] > 0 for row in throughput.values())
     assert throughput[module.PREDICT]["ratio_to_limit_plus_preprocessing"] > 0

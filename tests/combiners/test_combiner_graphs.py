@@ -1,0 +1,100 @@
+"""Every combiner's torch graph (what the ONNX export writes) computes ``predict_logits``:
+all kinds, meta-learners, fusions and calibration, on rows with every presence pattern."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression, RidgeClassifier, SGDClassifier
+from sklearn.svm import LinearSVC
+
+from ensemble.combiners import Combiner, create_combiner
+from ensemble.combiners.graph import CombinerGraph, needs_features
+from ensemble.exceptions import ExportError
+from ensemble.logits import LogitSet
+
+NAMES = ["image", "text", "meta"]
+N_ROWS, N_CLASSES = 300, 4
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[LogitSet, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, N_CLASSES, N_ROWS)
+    logits = {m: ((2 + i) * np.eye(N_CLASSES)[y] + 1.5 * rng.normal(size=(N_ROWS, N_CLASSES))
+                  ).astype(np.float32) for i, m in enumerate(NAMES)}
+    features = {m: (np.eye(N_CLASSES)[y] @ rng.normal(size=(N_CLASSES, 5 + i))
+                    + rng.normal(size=(N_ROWS, 5 + i))).astype(np.float32)
+                for i, m in enumerate(NAMES)}
+    mask = rng.random((N_ROWS, len(NAMES))) > 0.3
+    mask[:15] = np.eye(len(NAMES), dtype=bool)[np.arange(15) % len(NAMES)]  # one expert
+    mask[15:20] = False  # no expert at all
+    for j, name in enumerate(NAMES):
+        logits[name][~mask[:, j]] = 0.0
+    logit_set = LogitSet(logits, [str(c) for c in range(N_CLASSES)],
+                         mask={m: mask[:, j] for j, m in enumerate(NAMES)}, features=features)
+    return logit_set, y, mask
+
+
+CASES: list[tuple[str, dict[str, Any]]] = [
+    ("voting", {}),
+    ("voting", {"method": "hard", "weights": "fit"}),
+    ("voting", {"method": "geometric", "calibrate": True}),
+    ("stacking", {}),
+    ("stacking", {"structure": "full",
+                  "meta_features": ("log_proba", "entropy", "max_proba")}),
+    ("stacking", {"meta_learner": LogisticRegression(max_iter=300)}),
+    ("stacking", {"meta_learner": RidgeClassifier()}),
+    ("stacking", {"meta_learner": SGDClassifier(loss="log_loss", random_state=0)}),
+    ("stacking", {"meta_learner": LinearSVC(), "meta_features": ("entropy",)}),
+    ("gating", {"max_epochs": 5}),
+    ("gating", {"max_epochs": 5, "fusion": "logits", "calibrate": True}),
+    ("selection", {}),
+    ("selection", {"candidates": [create_combiner("stacking"),
+                                  create_combiner("feature_stacking")]}),
+    ("feature_stacking", {}),
+    ("feature_stacking", {"include_log_proba": True,
+                          "classifier": LogisticRegression(max_iter=200)}),
+]
+
+
+@pytest.mark.parametrize(("name", "params"), CASES,
+                         ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
+def test_the_graph_computes_predict_logits(data: tuple[LogitSet, np.ndarray, np.ndarray],
+                                           name: str, params: dict[str, Any]) -> None:
+    logit_set, y, mask = data
+    combiner = create_combiner(name, **params).fit(logit_set, y)
+    expected = combiner.predict_logits(logit_set)
+    inputs = [torch.from_numpy(np.stack([logit_set.logits[m] for m in NAMES], axis=1)),
+              torch.from_numpy(mask)]
+    if needs_features(combiner):
+        inputs += [torch.from_numpy(logit_set.features[m]) for m in NAMES]
+    with torch.no_grad():
+        got = CombinerGraph(combiner).eval()(*inputs).double().numpy()
+    np.testing.assert_allclose(np.exp(got), np.exp(expected), atol=1e-5)
+    assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
+    assert needs_features(combiner) == (name == "feature_stacking"
+                                        or bool(params.get("candidates")))
+
+
+def test_a_combiner_without_a_graph_names_itself(
+        data: tuple[LogitSet, np.ndarray, np.ndarray]) -> None:
+    class Median(Combiner):
+        def __init__(self, *, calibrate: bool = False) -> None:
+            self.calibrate = calibrate
+
+        def _fit(self, data: Any, y: np.ndarray) -> None:
+            self.fitted_ = True
+
+        def _log_proba(self, data: Any) -> np.ndarray:
+            return np.median(data.log_probs, axis=1)
+
+    logit_set, y, _ = data
+    with pytest.raises(ExportError, match=r"Median combiner .* _fusion_module"):
+        CombinerGraph(Median().fit(logit_set, y))
+    with pytest.raises(ExportError, match="modified_huber"):
+        CombinerGraph(create_combiner(
+            "stacking", meta_learner=SGDClassifier(loss="modified_huber")).fit(logit_set, y))
