@@ -314,8 +314,9 @@ def _onnx_batches(setup: Setup, values_of: Callable[[Any], list[Any]]
     out = {}
     for name, expert in onnx_predictor.experts.items():
         values = values_of(expert)
-        out[name] = [expert.preprocess(values[i:i + size], [str(j) for j in range(i, i + size)])
-                     for i in range(0, len(values), size)]
+        chunks = [values[i:i + size] for i in range(0, len(values), size)]
+        out[name] = [expert.preprocess(chunk, [str(j) for j in range(len(chunk))])
+                     for chunk in chunks]
     return out
 
 

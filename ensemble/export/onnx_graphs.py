@@ -129,8 +129,13 @@ def quantize_graph(source: Path, target: Path) -> None:
     """Dynamic int8 quantisation of the weights of ``source`` (MatMul, Gemm, Conv, ...)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its "consider pre-processing" advice, on every call
     try:
         quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
     except Exception as err:  # onnxruntime raises bare exceptions on unsupported graphs
         raise ExportError(f"{source} cannot be quantised to int8: {type(err).__name__}: "
                           f"{err}"[:600]) from err
+    finally:
+        root.setLevel(level)
