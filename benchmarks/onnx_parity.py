@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 from collections.abc import Sequence
@@ -48,7 +49,29 @@ def _patterns(predictor: FusionPredictor, test: Any) -> dict[str, dict[str, list
     return patterns
 
 
-def measure(bundle: Path, test: Any, workdir: Path) -> dict[str, Any]:
+def _speed(predictor: FusionPredictor, onnx: dict[str, OnnxPredictor],
+           inputs: dict[str, list[Any]], rounds: int) -> dict[str, Any]:
+    """rows/s of ``predict_proba`` on every test row: torch, ONNX fp32, ONNX int8, in
+    interleaved rounds (order reversed every other round); ratios are medians of per-round
+    ratios against torch."""
+    contenders = {"torch": predictor, **{f"onnx {p}": o for p, o in onnx.items()}}
+    for contender in contenders.values():  # warm-up
+        contender.predict_proba({c: v[:8] for c, v in inputs.items()})
+    seconds: dict[str, list[float]] = {name: [] for name in contenders}
+    for round_index in range(rounds):
+        order = list(contenders) if round_index % 2 == 0 else list(contenders)[::-1]
+        for name in order:
+            started = time.perf_counter()
+            contenders[name].predict_proba(inputs)
+            seconds[name].append(time.perf_counter() - started)
+    n_rows = len(next(iter(inputs.values())))
+    return {name: {"rows_per_second": round(n_rows / statistics.median(times), 1),
+                   "ratio_to_torch": round(statistics.median(
+                       [t / s for t, s in zip(seconds["torch"], times, strict=True)]), 3)}
+            for name, times in seconds.items()} | {"rounds": rounds}
+
+
+def measure(bundle: Path, test: Any, workdir: Path, rounds: int = 3) -> dict[str, Any]:
     predictor = FusionPredictor.load(bundle)
     started = time.perf_counter()
     export = predictor.export(workdir / "onnx", quantize=True)
@@ -76,7 +99,9 @@ def measure(bundle: Path, test: Any, workdir: Path) -> dict[str, Any]:
             }
         rows[pattern] = row
     fp32 = [row["fp32"] for row in rows.values()]
+    speed = _speed(predictor, onnx, _patterns(predictor, test)["all inputs"], rounds)
     return {
+        "speed": speed,
         "bundle": str(bundle),
         "export_seconds": round(export_seconds, 1),
         "export_bytes": {p.relative_to(export).as_posix(): p.stat().st_size
@@ -114,7 +139,14 @@ def markdown(result: dict[str, Any]) -> str:
             f"{row['int8']['max_abs_proba_diff']:.1e} | {row['int8']['argmax_flips']} |")
     sizes = ", ".join(f"{name} {size / 1e6:.1f} MB" for name, size
                       in result["export_bytes"].items())
-    lines += ["", f"Export (with int8 graphs) took {result['export_seconds']:.0f} s; graphs: "
+    speed = result["speed"]
+    lines += ["", "| `predict_proba`, every test row, all inputs | rows/s | × torch |",
+              "| --- | ---: | ---: |"]
+    lines += [f"| {name} | {speed[name]['rows_per_second']:.1f} | "
+              f"{speed[name]['ratio_to_torch']:.2f} |"
+              for name in ("torch", "onnx fp32", "onnx int8")]
+    lines += ["", f"Median of {speed['rounds']} interleaved rounds. Export (with int8 graphs) "
+              f"took {result['export_seconds']:.0f} s; graphs: "
               f"{sizes}."]
     return "\n".join(lines)
 
@@ -135,6 +167,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--bundle", type=Path, default=Path("runs/quickstart/bundle"))
     parser.add_argument("--quick", action="store_true",
                         help="the bundle is a synthetic-recipe run's; test on generated rows")
+    parser.add_argument("--rounds", type=int, default=5, help="timing rounds")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args(argv)
@@ -143,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     else:
         test = load_emoji()["test"]
     with tempfile.TemporaryDirectory() as workdir:
-        result = measure(args.bundle, test, Path(workdir))
+        result = measure(args.bundle, test, Path(workdir), args.rounds)
     output = {"benchmark": "onnx_parity", "quick": args.quick, "cpu_count": os.cpu_count(),
               "versions": library_versions(), **result}
     out = args.out or RESULTS / ("onnx_parity_quick.json" if args.quick else "onnx_parity.json")
