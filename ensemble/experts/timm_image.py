@@ -172,6 +172,11 @@ class ImageExpert(TorchExpert):
 
     # -- export ---------------------------------------------------------------------------
 
+    #: int8 leaves convolutions in float32: ONNX Runtime's dynamic ConvInteger ran the
+    #: quickstart's EfficientNet-Lite0 13x slower than float32 and flipped 7% of its
+    #: argmaxes (benchmarks, docs/export.md); only the classifier's MatMul/Gemm go int8.
+    int8_op_types = ("MatMul", "Gemm")
+
     def export_inputs(self) -> dict[str, torch.Tensor]:
         from PIL import Image
 

@@ -14,7 +14,7 @@ import hashlib
 from abc import abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -286,6 +286,9 @@ class TorchExpert(Expert):
 
     # -- export ---------------------------------------------------------------------------
 
+    #: The ONNX op types int8 dynamic quantisation may rewrite (``None``: all it can).
+    int8_op_types: ClassVar[tuple[str, ...] | None] = None
+
     def export_inputs(self) -> dict[str, torch.Tensor]:
         """Named example tensors of one collated batch: the inputs of the exported graph."""
         raise ExportError(f"the {self.registry_name} expert does not say which tensors its "
@@ -370,7 +373,8 @@ def export_torch_experts(experts: Sequence[TorchExpert], directory: Path) -> dic
     check_outputs(graph, {k: v.numpy() for k, v in inputs.items()}, expected,
                   atol=1e-3, what=what)
     return {"runtime": "onnx", "graph": EXPORTED_GRAPH, "inputs": list(inputs),
-            "feature_size": int(expected[1].shape[1]), "preprocessing": specs[0]}
+            "feature_size": int(expected[1].shape[1]), "preprocessing": specs[0],
+            "int8_op_types": first.int8_op_types}
 
 
 class _ExportedExperts(nn.Module):

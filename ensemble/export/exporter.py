@@ -86,8 +86,9 @@ def _export_expert(name: str, expert: Any, root: Path, predictor: Any, *,
     entry = dict(expert.export_onnx(folder))
     if entry.get("runtime") == "onnx":
         graphs = {"fp32": str(entry.pop("graph"))}
+        op_types = entry.pop("int8_op_types", None)
         if quantize:
-            quantize_graph(folder / graphs["fp32"], folder / _INT8_GRAPH)
+            quantize_graph(folder / graphs["fp32"], folder / _INT8_GRAPH, op_types=op_types)
             graphs["int8"] = _INT8_GRAPH
         entry["graphs"] = graphs
     return {"path": f"experts/{name}", "column": expert.column, "modality": expert.modality,

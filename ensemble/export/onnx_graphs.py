@@ -125,15 +125,18 @@ def _dynamic_shapes(module: Any, per_input: list[dict[int, Any]]) -> tuple[Any, 
     return tuple(shapes)
 
 
-def quantize_graph(source: Path, target: Path) -> None:
-    """Dynamic int8 quantisation of the weights of ``source`` (MatMul, Gemm, Conv, ...)."""
+def quantize_graph(source: Path, target: Path, *,
+                   op_types: Sequence[str] | None = None) -> None:
+    """Dynamic int8 quantisation of the weights of ``source``: of the ``op_types`` given, or
+    of every op type ONNX Runtime quantises dynamically (MatMul, Gemm, Conv, Gather, ...)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # its "consider pre-processing" advice, on every call
     try:
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=list(op_types) if op_types else None)
     except Exception as err:  # onnxruntime raises bare exceptions on unsupported graphs
         raise ExportError(f"{source} cannot be quantised to int8: {type(err).__name__}: "
                           f"{err}"[:600]) from err
