@@ -346,7 +346,7 @@ def _check_predict_arguments(args: argparse.Namespace) -> dict[str, list[str | N
             raise DataError(f"--image {path!r} does not exist; check the path.")
     from .manifests import require_bundle_directory
 
-    require_bundle_directory(args.bundle)
+    require_bundle_directory(args.bundle, what="export" if args.backend == "onnx" else "bundle")
     return columns
 
 

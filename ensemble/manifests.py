@@ -37,10 +37,13 @@ def inside_bundle(root: Path, relative: str) -> Path:
     return path
 
 
-def require_bundle_directory(root: str | os.PathLike[str]) -> Path:
+def require_bundle_directory(root: str | os.PathLike[str], *, what: str = "bundle") -> Path:
     """``root`` as a Path, refused when it is not a folder, or is a run folder (naming the
     bundle inside it). Cheap: reads no file, so the CLI checks it before loading anything."""
     root = Path(root)
+    if not root.is_dir() and what == "export":
+        raise ArtifactError(f"{str(root)!r} is not an export directory; give the folder written "
+                            "by `ensemble export BUNDLE --out DIR` or FusionPredictor.export().")
     if not root.is_dir():
         raise ArtifactError(f"{str(root)!r} is not a bundle directory; give the folder written "
                             "by `ensemble run` or FusionPredictor.save() (e.g. "
@@ -70,7 +73,7 @@ def verify_bundle(root: Path, *, what: str = "bundle") -> dict[str, str]:
     Refuses missing or modified files, files the manifest does not list, symlinks and paths
     that leave the bundle.
     """
-    require_bundle_directory(root)
+    require_bundle_directory(root, what=what)
     redo = "Re-save it." if what == "bundle" else "Export it again."
     manifest = read_json(root / MANIFEST)
     check_format_version(manifest, root / MANIFEST)

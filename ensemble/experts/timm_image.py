@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import timm
 import torch
 from safetensors import SafetensorError
@@ -39,6 +40,12 @@ def _jsonable(config: Mapping[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
 
 
+def _is_to_tensor(transform: Any) -> bool:
+    from torchvision import transforms
+
+    return isinstance(transform, transforms.ToTensor) or type(transform).__name__ == "MaybeToTensor"
+
+
 def _transform_step(transform: Any) -> dict[str, Any]:
     """One torchvision/timm eval transform as a JSON step of the ONNX runtime's image
     preprocessing (:mod:`ensemble.runtime.preprocessing`)."""
@@ -52,8 +59,6 @@ def _transform_step(transform: Any) -> dict[str, Any]:
                 "max_size": transform.max_size}
     if isinstance(transform, transforms.CenterCrop):
         return {"op": "center_crop", "size": list(transform.size)}
-    if isinstance(transform, transforms.ToTensor) or name == "MaybeToTensor":
-        return {"op": "to_tensor"}
     if isinstance(transform, transforms.Normalize):
         return {"op": "normalize", "mean": [float(v) for v in transform.mean],
                 "std": [float(v) for v in transform.std]}
@@ -177,19 +182,55 @@ class ImageExpert(TorchExpert):
     #: argmaxes (benchmarks, docs/export.md); only the classifier's MatMul/Gemm go int8.
     int8_op_types = ("MatMul", "Gemm")
 
+    def _export_split(self) -> tuple[list[Any], list[Any]]:
+        """The eval transform split at ``ToTensor``: the PIL steps before it (the runtime
+        replays them) and the tensor steps after it (they go into the graph)."""
+        self.model  # noqa: B018
+        transforms = list(self._eval_transform.transforms)
+        cut = next((i for i, t in enumerate(transforms) if _is_to_tensor(t)), None)
+        if cut is None:
+            raise ExportError("the image transform has no ToTensor step; it cannot be split "
+                              "into PIL steps and graph steps.")
+        return transforms[:cut], transforms[cut + 1:]
+
     def export_inputs(self) -> dict[str, torch.Tensor]:
+        """Example ``pixels``: uint8 ``[N, H, W, 3]`` after the PIL steps (resize, crop); the
+        graph does what follows (scale to [0, 1], normalise, NCHW), ONNX Runtime being
+        faster at it than numpy."""
         from PIL import Image
 
+        pil_steps, _ = self._export_split()
         examples = [Image.new("RGB", (48, 40), (200, 30, 30)),
                     Image.new("RGB", (40, 56), (20, 90, 220))]
-        return {"pixel_values": self.collate_inputs(examples, ["0", "1"], train=False)
-                ["pixel_values"].contiguous()}
+        pixels = []
+        for image in examples:
+            for step in pil_steps:
+                image = step(image)
+            pixels.append(torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()))
+        return {"pixels": torch.stack(pixels)}
+
+    def export_batch(self, tensors: Mapping[str, torch.Tensor]) -> Batch:
+        _, tensor_steps = self._export_split()
+        values = tensors["pixels"].permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        for step in tensor_steps:
+            if type(step).__name__ != "Normalize":
+                raise ExportError(f"the image transform {type(step).__name__} after ToTensor "
+                                  "has no export; only Normalize is supported there.")
+            # From the data config's plain floats: reading the transform's tensors (or
+            # calling it: it checks std == 0) would be data-dependent while tracing.
+            config = self.data_config
+            mean = torch.tensor(config["mean"], dtype=torch.float32).view(1, -1, 1, 1)
+            std = torch.tensor(config["std"], dtype=torch.float32).view(1, -1, 1, 1)
+            values = (values - mean) / std
+        return {"pixel_values": values}
 
     def export_preprocessing(self, directory: Path) -> dict[str, Any]:
-        """The eval transform as JSON steps the torch-free runtime replays with PIL."""
-        self.model  # noqa: B018
-        return {"type": "image", "steps": [_transform_step(t)
-                                           for t in self._eval_transform.transforms]}
+        """The PIL part of the eval transform as JSON steps the torch-free runtime replays
+        (the graph holds the rest; ``in_graph`` records it for other runtimes)."""
+        pil_steps, tensor_steps = self._export_split()
+        return {"type": "image", "steps": [_transform_step(t) for t in pil_steps],
+                "output": "uint8 NHWC",
+                "in_graph": [{"op": "to_tensor"}, *(_transform_step(t) for t in tensor_steps)]}
 
     # -- persistence ----------------------------------------------------------------------
 

@@ -8,7 +8,10 @@ torchvision calls, so pixels match), texts run the expert's own ``tokenizer.json
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -73,41 +76,39 @@ def _center_crop(image: Image.Image, height: int, width: int) -> Image.Image:
     return image.crop((left, top, left + width, top + height))
 
 
+@functools.cache
+def _thread_pool() -> ThreadPoolExecutor:
+    """One pool for the image steps of every preprocessor (PIL releases the GIL)."""
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
+                              thread_name_prefix="ensemble-preprocess")
+
+
 @PREPROCESSORS.register("image")
 class ImagePreprocessor:
-    """Replays resize / center_crop (PIL, per image), then to_tensor / normalize (numpy, on
-    the whole batch at once: one fused multiply-add per pixel)."""
+    """Replays resize / center_crop steps with PIL, images in parallel threads, and stacks
+    the uint8 ``[N, H, W, 3]`` pixels the graph reads (it scales and normalises them)."""
 
     def __init__(self, spec: Mapping[str, Any], directory: Path,
                  input_names: Sequence[str]) -> None:
-        steps = [dict(step) for step in spec["steps"]]
-        ops = [step.get("op") for step in steps]
-        pil_ops = {"resize", "center_crop"}
-        split = next((i for i, op in enumerate(ops) if op not in pil_ops), len(ops))
-        if ops[split:] not in (["to_tensor"], ["to_tensor", "normalize"]) \
-                or any(op not in pil_ops for op in ops[:split]):
-            raise ValueError(f"unsupported image steps {ops!r}: expected resize/center_crop "
-                             "steps, then to_tensor and an optional normalize")
-        self.pil_steps = steps[:split]
-        last = self.pil_steps[-1] if self.pil_steps else {}
-        if not (last.get("op") == "center_crop" or len(last.get("size", ())) == 2):
+        self.steps = [dict(step) for step in spec["steps"]]
+        ops = [step.get("op") for step in self.steps]
+        if spec.get("output") != "uint8 NHWC" or not ops or any(
+                op not in ("resize", "center_crop") for op in ops):
+            raise ValueError(f"unsupported image steps {ops!r} with output "
+                             f"{spec.get('output')!r}: expected resize/center_crop steps "
+                             "giving uint8 NHWC pixels")
+        last = self.steps[-1]
+        if not (last["op"] == "center_crop" or len(last.get("size", ())) == 2):
             raise ValueError("the image steps must end in a fixed size (a center_crop, or a "
                              "resize to height and width)")
-        for step in self.pil_steps:
+        for step in self.steps:
             if step["op"] == "resize":
                 step["resample"] = _RESAMPLING[str(step["interpolation"])]
-        mean, std = np.zeros(3), np.ones(3)
-        if ops[-1] == "normalize":
-            mean = np.asarray(steps[-1]["mean"], dtype=np.float64)
-            std = np.asarray(steps[-1]["std"], dtype=np.float64)
-        # (x / 255 - mean) / std == x * scale - offset, per channel (last axis of HWC).
-        self.scale = (1.0 / (255.0 * std)).astype(np.float32)
-        self.offset = (mean / std).astype(np.float32)
         self.name = input_names[0]
 
     def _pixels(self, value: Any, ident: str) -> np.ndarray:
         image = to_rgb_image(value, ident)
-        for step in self.pil_steps:
+        for step in self.steps:
             if step["op"] == "resize":
                 size = _resized_size(*image.size, step["size"], step.get("max_size"))
                 if size != image.size:
@@ -117,11 +118,11 @@ class ImagePreprocessor:
         return np.asarray(image, dtype=np.uint8)
 
     def __call__(self, values: Sequence[Any], ids: Sequence[str]) -> dict[str, np.ndarray]:
-        pixels = [self._pixels(v, i) for v, i in zip(values, ids, strict=True)]
-        batch = np.stack(pixels).astype(np.float32)
-        batch *= self.scale
-        batch -= self.offset
-        return {self.name: np.ascontiguousarray(batch.transpose(0, 3, 1, 2))}
+        if len(values) > 1:
+            pixels = list(_thread_pool().map(self._pixels, values, ids))
+        else:
+            pixels = [self._pixels(v, i) for v, i in zip(values, ids, strict=True)]
+        return {self.name: np.stack(pixels)}
 
 
 @PREPROCESSORS.register("text")

@@ -53,8 +53,10 @@ def test_export_layout_and_manifest(exported: Path) -> None:
     assert config["experts"]["image"]["graphs"] == {"fp32": "model.onnx",
                                                      "int8": "model.int8.onnx"}
     assert config["experts"]["text"]["preprocessing"]["tokenizer"] == "tokenizer.json"
-    steps = [s["op"] for s in config["experts"]["image"]["preprocessing"]["steps"]]
-    assert steps == ["resize", "center_crop", "to_tensor", "normalize"]
+    image = config["experts"]["image"]
+    assert [s["op"] for s in image["preprocessing"]["steps"]] == ["resize", "center_crop"]
+    assert [s["op"] for s in image["preprocessing"]["in_graph"]] == ["to_tensor", "normalize"]
+    assert image["inputs"] == ["pixels"]
     manifest = json.loads((exported / "manifest.json").read_text())
     files = {p.relative_to(exported).as_posix() for p in exported.rglob("*") if p.is_file()}
     assert set(manifest["files"]) == files - {"manifest.json"}

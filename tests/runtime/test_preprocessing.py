@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from ensemble.exceptions import ArtifactError
@@ -29,15 +30,19 @@ def _images() -> list[Image.Image]:
     {"image_size": 40, "data_config": {"crop_mode": "squash"}},
 ])
 def test_image_steps_match_the_eval_transform(options: dict, tmp_path: Path) -> None:
+    """The runtime's PIL steps, then the graph's own steps (scale, normalise, NCHW), give
+    what the expert's eval transform gives."""
     expert = ImageExpert("test_resnet", CLASSES, pretrained=False, **options)
     spec = expert.export_preprocessing(tmp_path)
-    preprocess = create_preprocessor(spec, tmp_path, ["pixel_values"])
+    preprocess = create_preprocessor(spec, tmp_path, list(expert.export_inputs()))
     images = _images()
     ids = [str(i) for i in range(len(images))]
     expected = expert.collate_inputs(images, ids, train=False)["pixel_values"].numpy()
-    got = preprocess(images, ids)["pixel_values"]
-    assert got.shape == expected.shape and got.dtype == np.float32
-    np.testing.assert_allclose(got, expected, atol=1e-5)
+    pixels = preprocess(images, ids)["pixels"]
+    assert pixels.dtype == np.uint8 and pixels.shape[-1] == 3
+    got = expert.export_batch({"pixels": torch.from_numpy(pixels)})["pixel_values"].numpy()
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
 def test_text_matches_the_tokenizer(tiny_text_checkpoint: Path, tmp_path: Path) -> None:
