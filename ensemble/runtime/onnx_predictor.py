@@ -10,8 +10,10 @@ torch, timm and transformers are never imported.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,12 @@ def create_session(path: Path, *, threads: int | None = None) -> Any:
         raise ArtifactError(f"{path} is not a loadable ONNX graph ({err}).") from err
 
 
+@functools.cache
+def _pipeline() -> ThreadPoolExecutor:
+    """The thread that preprocesses the next batch while ONNX Runtime runs this one."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="ensemble-pipeline")
+
+
 class OnnxExpert:
     """One exported torch expert: preprocessing + an ONNX Runtime session.
 
@@ -85,9 +93,19 @@ class OnnxExpert:
         present = np.flatnonzero(self.present_rows(values))
         logits = np.zeros((len(values), len(self.class_names)), dtype=np.float32)
         features = np.zeros((len(values), self.feature_size), dtype=np.float32)
-        for start in range(0, present.size, batch_size):
-            rows = present[start:start + batch_size]
-            tensors = self.preprocess([values[i] for i in rows], [str(i) for i in rows])
+        batches = [present[start:start + batch_size]
+                   for start in range(0, present.size, batch_size)]
+
+        def prepare(rows: np.ndarray) -> dict[str, np.ndarray]:
+            return self.preprocess([values[i] for i in rows], [str(i) for i in rows])
+
+        # Pipelined: the next batch is preprocessed (PIL and tokenizers release the GIL)
+        # while ONNX Runtime runs this one.
+        pending = _pipeline().submit(prepare, batches[0]) if batches else None
+        for k, rows in enumerate(batches):
+            tensors = pending.result()
+            if k + 1 < len(batches):
+                pending = _pipeline().submit(prepare, batches[k + 1])
             logits[rows], features[rows] = self.session.run(None, tensors)
         return (logits, features) if return_features else logits
 
