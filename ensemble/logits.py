@@ -478,8 +478,10 @@ class LogitSet:
         features: bool = False,
         cache: LogitCache | str | os.PathLike[str] | None = None,
         id_column: str = "id",
+        progress: bool = True,
     ) -> LogitSet:
-        """Run each expert over ``dataset`` and collect their logits.
+        """Run each expert over ``dataset`` and collect their logits (``progress``: show
+        the experts' progress bars).
 
         With ``cache`` (a :class:`LogitCache` or a directory), logits already computed for
         the same expert weights, dataset fingerprint and split are read back instead of
@@ -518,7 +520,7 @@ class LogitSet:
             if part is None:
                 part = _compute_part(name, expert, dataset, provenance,
                                      batch_size=batch_size, features=features,
-                                     id_column=id_column)
+                                     id_column=id_column, progress=progress)
                 if cache is not None:
                     cache.put(key, part)
             parts.append(part.align(class_names=reference))
@@ -573,8 +575,10 @@ def _compute_part(
     batch_size: int,
     features: bool,
     id_column: str,
+    progress: bool = True,
 ) -> LogitSet:
-    output = expert.predict_logits(dataset, batch_size=batch_size, return_features=features)
+    output = expert.predict_logits(dataset, batch_size=batch_size, return_features=features,
+                                   progress=progress)
     if features:
         logits, embedded = output
     else:

@@ -344,7 +344,8 @@ class Pipeline:
         else:
             dataset = self.dataset[split]
             logits = LogitSet.from_experts(self.experts(), dataset, split=split, features=True,
-                                           batch_size=self.recipe.logits_batch_size)
+                                           batch_size=self.recipe.logits_batch_size,
+                                           progress=not self.quiet)
         labels = self.labels.decode(self.labels.encode_column(dataset)).tolist()
         with atomic_directory(target) as tmp:
             logits.save(tmp / _LOGITS_DIR)

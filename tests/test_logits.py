@@ -254,6 +254,7 @@ class FakeExpert:
         self.weights = weights
         self.trained_on_ = list(trained_on)
         self.calls = 0
+        self.progress: list[bool] = []
 
     def fingerprint(self) -> str:
         return f"fake-{self.weights}"
@@ -261,8 +262,9 @@ class FakeExpert:
     def present_rows(self, dataset) -> np.ndarray:
         return np.array([value is not None for value in dataset[self.input_column]])
 
-    def predict_logits(self, dataset, *, batch_size=32, return_features=False):
+    def predict_logits(self, dataset, *, batch_size=32, return_features=False, progress=True):
         self.calls += 1
+        self.progress.append(progress)
         present = self.present_rows(dataset)
         logits = np.zeros((len(dataset), len(self.class_names)), dtype=np.float32)
         logits[present] = np.arange(present.sum() * len(self.class_names)).reshape(-1, 3)
@@ -287,6 +289,14 @@ def test_from_experts_masks_missing_inputs_and_records_provenance(dataset) -> No
     assert provenance.dataset_fingerprint == dataset._fingerprint
     assert not provenance.in_sample
     ls.check_held_out()
+
+
+def test_from_experts_passes_progress_to_the_experts(dataset) -> None:
+    """``ensemble run -q`` shows no progress bars: the pipeline passes progress=False."""
+    expert = FakeExpert()
+    LogitSet.from_experts({"text": expert}, dataset, progress=False)
+    LogitSet.from_experts({"text": expert}, dataset)
+    assert expert.progress == [False, True]
 
 
 def test_from_experts_realigns_an_expert_with_another_class_order(dataset) -> None:
