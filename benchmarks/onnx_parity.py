@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from predict_overhead import update_doc  # run as a script: benchmarks/ is on sys.path
 
 from ensemble import FusionPredictor
-from ensemble._io import atomic_write_text, library_versions, write_json
+from ensemble._io import library_versions, write_json
 from ensemble.data import load_emoji, make_synthetic
 from ensemble.runtime import OnnxPredictor
 
@@ -151,17 +152,6 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def update_doc(path: Path, text: str) -> bool:
-    begin, end = f"<!-- {MARKER}:begin -->", f"<!-- {MARKER}:end -->"
-    doc = path.read_text(encoding="utf-8") if path.is_file() else ""
-    head, found, rest = doc.partition(begin)
-    _, found_end, tail = rest.partition(end)
-    if not (found and found_end):
-        return False
-    atomic_write_text(path, f"{head}{begin}\n{text}\n{end}{tail}")
-    return True
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, default=Path("runs/quickstart/bundle"))
@@ -185,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(table)
     print(f"\nwrote {out}")
     if not (args.quick or args.no_doc):
-        print(f"{'updated' if update_doc(DOC, table) else 'no markers in'} {DOC}")
+        print(f"{'updated' if update_doc(DOC, MARKER, table) else 'no markers in'} {DOC}")
     return output
 
 

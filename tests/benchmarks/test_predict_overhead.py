@@ -5,24 +5,32 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 
+
+@pytest.mark.parametrize("onnx", [
+    pytest.param(False, id="torch"),
+    pytest.param(True, id="onnx", marks=pytest.mark.export),
+])
 def test_predict_overhead_quick_times_every_contender_and_fills_the_doc(
-    tmp_path: Path, benchmark_script
+    tmp_path: Path, benchmark_script, onnx: bool
 ) -> None:
     module = benchmark_script("predict_overhead")
     out = tmp_path / "predict_overhead.json"
     doc = tmp_path / "benchmarks.md"
     doc.write_text("intro\n<!-- predict_overhead:begin -->\nold\n<!-- predict_overhead:end -->\n"
                    "outro\n")
-    returned = module.main(["--quick", "--rounds", "1", "--out", str(out), "--doc", str(doc)])
+    returned = module.main(["--quick", "--rounds", "1", "--out", str(out), "--doc", str(doc),
+                            "--onnx" if onnx else "--no-onnx"])
     written = json.loads(out.read_text())
     assert written == json.loads(json.dumps(returned))
 
     throughput = written["throughput"]
-    onnx = {module.ONNX_PREDICT, module.ONNX_INT8, module.ONNX_LIMIT} if written["onnx"] else set()
+    assert bool(written["onnx"]) == onnx
+    contenders = {module.ONNX_PREDICT, module.ONNX_INT8, module.ONNX_LIMIT} if onnx else set()
     assert set(throughput) == {module.PREDICT, module.LIMIT, module.PREP_IMAGE,
-                               module.PREP_TEXT} | onnx
-    if written["onnx"]:  # the export extra is installed (as in CI)
+                               module.PREP_TEXT} | contenders
+    if onnx:
         fp32 = written["onnx"]["agreement_with_torch"]["fp32"]
         assert fp32["argmax_agreement"]["fused"] == 1.0 and fp32["max_abs_proba_diff"] < 1e-4
         assert written["onnx"]["ratio_to_torch_predict"][module.ONNX_PREDICT] > 0

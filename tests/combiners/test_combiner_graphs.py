@@ -8,10 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from _custom_combiner import MedianCombiner
 from sklearn.linear_model import LogisticRegression, RidgeClassifier, SGDClassifier
 from sklearn.svm import LinearSVC
 
-from ensemble.combiners import Combiner, create_combiner
+from ensemble.combiners import create_combiner
 from ensemble.combiners.graph import CombinerGraph, needs_features
 from ensemble.exceptions import ExportError
 from ensemble.logits import LogitSet
@@ -82,19 +83,9 @@ def test_the_graph_computes_predict_logits(data: tuple[LogitSet, np.ndarray, np.
 
 def test_a_combiner_without_a_graph_names_itself(
         data: tuple[LogitSet, np.ndarray, np.ndarray]) -> None:
-    class Median(Combiner):
-        def __init__(self, *, calibrate: bool = False) -> None:
-            self.calibrate = calibrate
-
-        def _fit(self, data: Any, y: np.ndarray) -> None:
-            self.fitted_ = True
-
-        def _log_proba(self, data: Any) -> np.ndarray:
-            return np.median(data.log_probs, axis=1)
-
     logit_set, y, _ = data
-    with pytest.raises(ExportError, match=r"Median combiner .* _fusion_module"):
-        CombinerGraph(Median().fit(logit_set, y))
+    with pytest.raises(ExportError, match=r"MedianCombiner combiner .* _fusion_module"):
+        CombinerGraph(MedianCombiner().fit(logit_set, y))
     with pytest.raises(ExportError, match="modified_huber"):
         CombinerGraph(create_combiner(
             "stacking", meta_learner=SGDClassifier(loss="modified_huber")).fit(logit_set, y))

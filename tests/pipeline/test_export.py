@@ -19,10 +19,10 @@ pytest.importorskip("onnxscript")
 from _cli_runner import cli_env, run_cli
 
 from ensemble import FusionPredictor
-from ensemble.combiners import load_combiner
+from ensemble.combiners import create_combiner, load_combiner
 from ensemble.runtime import OnnxPredictor
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.export]
 
 
 @pytest.fixture(scope="module")
@@ -80,15 +80,23 @@ def test_onnx_matches_torch_on_every_pattern(synthetic_run: Path, exported: Path
     assert list(onnx_predictor.predict(inputs)) == list(torch_predictor.predict(inputs))
 
 
-# selection holds voting, stacking and gating as candidates (recipes/synthetic.yaml)
-@pytest.mark.parametrize("name", ["selection", "feature_stacking"])
-def test_every_combiner_exports_with_parity(synthetic_run: Path, inputs: dict[str, list],
-                                            tmp_path: Path, name: str) -> None:
+def test_every_combiner_exports_with_parity(synthetic_run: Path, synthetic_data,
+                                            inputs: dict[str, list], tmp_path: Path) -> None:
+    """One selection over every other kind (voting, stacking, gating, feature stacking) as
+    candidates: each candidate's graph is inside the exported one."""
     bundle = FusionPredictor.load(synthetic_run / "bundle")
-    predictor = FusionPredictor(dict(bundle.experts),
-                                load_combiner(synthetic_run / "combiners" / name))
-    onnx_predictor = FusionPredictor.load(predictor.export(tmp_path / name),
+    candidates = [load_combiner(synthetic_run / "combiners" / name)
+                  for name in ("voting", "stacking", "gating", "feature_stacking")]
+    logits = bundle.logits(inputs)
+    labels = np.asarray(synthetic_data["test"]["label"])  # ClassLabel order = class_names
+    selection = create_combiner("selection", candidates=candidates, n_iterations=8,
+                                n_init=3).fit(logits, labels)
+    assert selection.counts_[len(logits.expert_names):].sum() > 0  # candidates are used
+    predictor = FusionPredictor(dict(bundle.experts), selection)
+    onnx_predictor = FusionPredictor.load(predictor.export(tmp_path / "selection"),
                                           backend="onnxruntime")
+    assert json.loads((tmp_path / "selection" / "config.json").read_text()
+                      )["combiner"]["reads_features"]
     expected, got = predictor.predict_proba(inputs), onnx_predictor.predict_proba(inputs)
     np.testing.assert_allclose(got, expected, atol=1e-4)
     assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
@@ -140,18 +148,18 @@ def test_runtime_never_imports_torch(exported: Path, synthetic_data, tmp_path: P
     np.testing.assert_allclose(report["proba"], expected, atol=1e-6)
 
 
-def test_cli_predict_with_the_onnx_backend(synthetic_run: Path, exported: Path,
-                                           synthetic_data, tmp_path: Path) -> None:
+def test_cli_predict_with_the_onnx_backend(exported: Path, synthetic_data,
+                                           tmp_path: Path) -> None:
     image = tmp_path / "one.png"
     synthetic_data["test"][0]["image"].save(image)
     text = synthetic_data["test"][0]["text"]
-    args = ["--input", f"image={image}", "--input", f"text={text}", "-q"]
-    onnx_rows = json.loads(run_cli("predict", str(exported), "--backend", "onnx",
-                                   *args).stdout)["predictions"]
-    torch_rows = json.loads(run_cli("predict", str(synthetic_run / "bundle"),
-                                    *args).stdout)["predictions"]
-    assert onnx_rows[0]["label"] == torch_rows[0]["label"]
-    assert onnx_rows[0]["confidence"] == pytest.approx(torch_rows[0]["confidence"], abs=1e-4)
-    assert onnx_rows[0]["weights"] is None  # exported combiners report no weights
-    int8 = run_cli("predict", str(exported), "--backend", "onnx", "--precision", "int8", *args)
-    assert json.loads(int8.stdout)["predictions"][0]["label"]
+    result = run_cli("predict", str(exported), "--backend", "onnx", "--precision", "int8",
+                     "--input", f"image={image}", "--input", f"text={text}", "-q")
+    row = json.loads(result.stdout)["predictions"][0]
+    expected = OnnxPredictor.load(exported, precision="int8").predict_proba(
+        {"image": [str(image)], "text": [text]})[0]
+    names = OnnxPredictor.load(exported).class_names
+    assert row["label"] == names[int(expected.argmax())]
+    np.testing.assert_allclose([row["probabilities"][c] for c in names], expected, atol=1e-6)
+    assert row["weights"] is None  # exported combiners report no weights
+    assert row["experts"]["image"]["available"] and row["input"]["text"] == text

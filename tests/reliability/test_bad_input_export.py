@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _custom_combiner import MedianCombiner
 from _helpers import debris, resign
 from _tiny_data import CLASSES, colour_image, make_dataset
 from datasets import Dataset
@@ -22,8 +23,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 from ensemble import FusionPredictor
-from ensemble.combiners import Combiner, create_combiner, register_combiner
-from ensemble.combiners.registry import COMBINERS
+from ensemble.combiners import create_combiner
 from ensemble.exceptions import (
     ArtifactError,
     ConfigError,
@@ -36,7 +36,7 @@ from ensemble.export import export_predictor
 from ensemble.logits import LogitSet
 from ensemble.runtime import OnnxPredictor
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.export]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -118,33 +118,18 @@ def test_an_image_transform_without_equivalent_is_named(tmp_path: Path) -> None:
 
 def test_a_combiner_without_a_graph_is_named(tabular_predictor: FusionPredictor,
                                              tmp_path: Path) -> None:
-    @register_combiner("median_of_experts")
-    class Median(Combiner):
-        def __init__(self, *, calibrate: bool = False) -> None:
-            self.calibrate = calibrate
-
-        def _fit(self, data: Any, y: np.ndarray) -> None:
-            self.fitted_ = True
-
-        def _log_proba(self, data: Any) -> np.ndarray:
-            return np.median(data.log_probs, axis=1)
-
-    try:
-        held_out = _tabular_data(20, 3)
-        logits = LogitSet.from_experts(dict(tabular_predictor.experts), held_out,
-                                       split="validation")
-        combiner = Median().fit(logits, [CLASSES.index(v) for v in held_out["label"]])
-        predictor = FusionPredictor(dict(tabular_predictor.experts), combiner)
-        target = tmp_path / "out"
-        target.mkdir()
-        (target / "keep.txt").write_text("an earlier export")
-        with pytest.raises(ExportError, match=r"Median combiner .*median_of_experts.* no "
-                                              r"export to ONNX"):
-            predictor.export(target)
-        assert (target / "keep.txt").read_text() == "an earlier export"  # untouched
-        assert debris(tmp_path) == []
-    finally:
-        COMBINERS.unregister("median_of_experts")
+    held_out = _tabular_data(20, 3)
+    logits = LogitSet.from_experts(dict(tabular_predictor.experts), held_out,
+                                   split="validation")
+    combiner = MedianCombiner().fit(logits, [CLASSES.index(v) for v in held_out["label"]])
+    predictor = FusionPredictor(dict(tabular_predictor.experts), combiner)
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "keep.txt").write_text("an earlier export")
+    with pytest.raises(ExportError, match=r"MedianCombiner combiner .* no export to ONNX"):
+        predictor.export(target)
+    assert (target / "keep.txt").read_text() == "an earlier export"  # untouched
+    assert debris(tmp_path) == []
 
 
 def test_a_torch_expert_without_export_is_named(tabular_predictor: FusionPredictor,
