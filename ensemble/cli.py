@@ -383,11 +383,13 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .predictor import FusionPredictor, require_bundle_directory
+    from .manifests import require_bundle_directory
+    from .predictor import FusionPredictor
 
-    require_bundle_directory(args.bundle)
-    if Path(args.out).resolve() == Path(args.bundle).resolve():
-        raise ConfigError("--out must not be the bundle itself; give a new directory.")
+    bundle, out = require_bundle_directory(args.bundle).resolve(), Path(args.out).resolve()
+    if out == bundle or out.is_relative_to(bundle) or bundle.is_relative_to(out):
+        raise ConfigError(f"--out {args.out!r} overlaps the bundle {args.bundle!r}; give a "
+                          "directory outside it (e.g. runs/<recipe>/onnx).")
     if args.plugins:
         from .recipe import import_plugins
 

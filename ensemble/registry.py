@@ -22,7 +22,7 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Generic, TypeVar
 
-from .exceptions import ConfigError, UnknownNameError
+from .exceptions import ConfigError, DependencyError, UnknownNameError
 from .typed_values import did_you_mean
 
 __all__ = ["Registry"]
@@ -40,8 +40,15 @@ class Registry(Generic[_T]):
 
     def _import_builtin(self, name: str) -> None:
         module = self._builtins.get(name)
-        if module is not None and name not in self._classes:
+        if module is None or name in self._classes:
+            return
+        try:
             importlib.import_module(module)
+        except ImportError as err:
+            raise DependencyError(
+                f"{self.what} {name!r} needs {err.name or 'a module'} that is not installed "
+                f"({err}); install it to use {name!r}."
+            ) from err
 
     def register(self, name: str) -> Callable[[_T], _T]:
         """Class decorator: make ``cls`` available under ``name``."""
@@ -78,9 +85,11 @@ class Registry(Generic[_T]):
         try:
             return self._classes[name]
         except (KeyError, TypeError):
-            hint = did_you_mean(str(name), self._classes, cutoff=0.5)
+            # Listed without importing the built-ins (they may need what is not installed).
+            known = sorted(set(self._classes) | set(self._builtins))
+            hint = did_you_mean(str(name), known, cutoff=0.5)
             raise UnknownNameError(
-                f"unknown {self.what} {name!r}.{hint} Registered: {self.names()!r}."
+                f"unknown {self.what} {name!r}.{hint} Registered: {known!r}."
             ) from None
 
     def __contains__(self, name: object) -> bool:

@@ -1,4 +1,4 @@
-"""A combiner of the user's own with no ONNX graph (no ``_fusion_module``), shared by the
+"""A combiner of the user's own with no ONNX graph (no ``fusion_module``), shared by the
 export tests (a plain module: no conftest)."""
 
 from __future__ import annotations

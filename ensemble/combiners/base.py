@@ -108,16 +108,18 @@ class Combiner(ClassifierMixin, BaseEstimator):
     def _save_extra(self, directory: Path) -> None:
         """Write additional files into the artifact directory (default: none)."""
 
-    def _fusion_module(self) -> Any:
-        """A torch module computing :meth:`_log_proba` (see :mod:`.graph`), for export."""
+    def fusion_module(self) -> Any:
+        """The export hook: a torch module computing :meth:`_log_proba` from
+        ``(log_probs, mask, logits, features)`` (see :mod:`.graph`)."""
         raise ExportError(
             f"the {type(self).__name__} combiner ({self.registry_name or 'unregistered'}) has "
-            "no export to ONNX: it does not implement _fusion_module(). Refit the bundle with "
+            "no export to ONNX: it does not implement fusion_module(). Refit the bundle with "
             "a built-in combiner, or implement the hook."
         )
 
-    def _reads_features(self) -> bool:
-        """Whether :meth:`_log_proba` reads the experts' pre-logit features."""
+    def reads_features(self) -> bool:
+        """Whether :meth:`_log_proba` (or a combiner inside it) reads the experts' pre-logit
+        features."""
         return False
 
     # -- fitting ----------------------------------------------------------------------------

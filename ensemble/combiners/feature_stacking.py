@@ -140,10 +140,10 @@ class FeatureStacking(Combiner):
             return self.classifier_.log_proba(None, design)
         return full_log_proba(self.classifier_, design, self.n_classes_)
 
-    def _fusion_module(self) -> torch.nn.Module:
+    def fusion_module(self) -> torch.nn.Module:
         return _FeatureStackingModule(self)
 
-    def _reads_features(self) -> bool:
+    def reads_features(self) -> bool:
         return True
 
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

@@ -242,7 +242,7 @@ class GatingCombiner(Combiner):
         with torch.inference_mode():
             return _fuse(weights, log_probs, self.fusion).cpu().numpy()
 
-    def _fusion_module(self) -> nn.Module:
+    def fusion_module(self) -> nn.Module:
         return _GatingModule(self.gate_, self.fusion)
 
     def explain_weights(self, logits: LogitsLike, *, mask: MaskLike = None

@@ -4,7 +4,7 @@ A combiner's prediction, ``Combiner.predict_logits``, is numpy code around each 
 ``_log_proba``. :class:`CombinerGraph` is the same computation as one torch module: the
 base class's temperature scaling, zero-filling of absent experts and final normalisation
 (uniform rows, single-expert rows) here, and each combiner's own step from its
-``_fusion_module()`` hook. The exporter checks the graph against ``predict_logits`` on
+``fusion_module()`` hook. The exporter checks the graph against ``predict_logits`` on
 sample rows before it writes anything, so the two cannot drift apart unnoticed.
 
 Every fusion module takes ``(log_probs [N, M, C], mask [N, M] bool, logits [N, M, C],
@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..exceptions import ExportError
+from ._sklearn_io import SUPPORTED_ESTIMATORS
 
 if TYPE_CHECKING:
     from .base import Combiner
@@ -31,7 +32,6 @@ __all__ = [
     "CombinerGraph",
     "LinearScores",
     "SklearnLinearProba",
-    "needs_features",
     "torch_masked_weights",
     "torch_stacking_blocks",
     "torch_stacking_features",
@@ -109,6 +109,13 @@ class SklearnLinearProba(nn.Module):
 
     def __init__(self, estimator: Any, n_classes: int) -> None:
         super().__init__()
+        if type(estimator).__name__ not in SUPPORTED_ESTIMATORS or not hasattr(estimator,
+                                                                                "coef_"):
+            raise ExportError(
+                f"a {type(estimator).__name__} meta-learner has no ONNX graph here; the "
+                f"export supports the linear classifiers {sorted(SUPPORTED_ESTIMATORS)!r}. "
+                "Refit the combiner with one of them."
+            )
         self.register_buffer("coef", _buffer(estimator.coef_).t().contiguous())
         self.register_buffer("intercept", _buffer(np.atleast_1d(estimator.intercept_)))
         classes = np.asarray(estimator.classes_, dtype=np.int64)
@@ -158,8 +165,10 @@ class CombinerGraph(nn.Module):
 
     def __init__(self, combiner: Combiner) -> None:
         super().__init__()
-        combiner._check_fitted()
-        self.fusion = combiner._fusion_module()
+        if not combiner.__sklearn_is_fitted__():
+            raise ExportError(f"the {type(combiner).__name__} combiner is not fitted; fit it "
+                              "before exporting.")
+        self.fusion = combiner.fusion_module()
         self.register_buffer("temperatures", _buffer(combiner.temperatures_))
         self.log_uniform = -math.log(combiner.n_classes_)
 
@@ -177,6 +186,3 @@ class CombinerGraph(nn.Module):
         return torch.where(count == 0, torch.full_like(fused, self.log_uniform), fused)
 
 
-def needs_features(combiner: Combiner) -> bool:
-    """Whether the combiner (or one it contains) reads the experts' pre-logit features."""
-    return bool(combiner._reads_features())

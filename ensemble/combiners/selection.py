@@ -163,11 +163,16 @@ class EnsembleSelection(Combiner):
             mixture += weights[:, n_experts + j, None] * proba
         return np.log(np.maximum(mixture, 1e-300))
 
-    def _fusion_module(self) -> torch.nn.Module:
-        return _SelectionModule(self.weights_, [CombinerGraph(c) for c in self.candidates_])
+    def fusion_module(self) -> torch.nn.Module:
+        # Each candidate reads the experts in its own fitted order (predict_proba selects
+        # them by name); the graph permutes the columns the same way.
+        orders = [[self.expert_names_.index(n) for n in c.expert_names_]
+                  for c in self.candidates_]
+        return _SelectionModule(self.weights_, [CombinerGraph(c) for c in self.candidates_],
+                                orders)
 
-    def _reads_features(self) -> bool:
-        return any(c._reads_features() for c in self.candidates_)
+    def reads_features(self) -> bool:
+        return any(c.reads_features() for c in self.candidates_)
 
     # -- persistence ------------------------------------------------------------------------
 
@@ -213,10 +218,12 @@ class EnsembleSelection(Combiner):
 class _SelectionModule(torch.nn.Module):
     """:meth:`EnsembleSelection._log_proba` as a module (see :mod:`.graph`)."""
 
-    def __init__(self, weights: np.ndarray, candidates: list[CombinerGraph]) -> None:
+    def __init__(self, weights: np.ndarray, candidates: list[CombinerGraph],
+                 orders: list[list[int]]) -> None:
         super().__init__()
         self.register_buffer("weights", torch.as_tensor(weights, dtype=torch.float32))
         self.candidates = torch.nn.ModuleList(candidates)
+        self.orders = orders
 
     def forward(self, log_probs: torch.Tensor, mask: torch.Tensor, logits: torch.Tensor,
                 features: list[torch.Tensor]) -> torch.Tensor:
@@ -225,8 +232,10 @@ class _SelectionModule(torch.nn.Module):
         weights = torch_masked_weights(self.weights, torch.cat([mask, extra], dim=1))
         n_experts = mask.shape[1]
         mixture = (weights[:, :n_experts, None] * log_probs.exp()).sum(dim=1)
-        for j, candidate in enumerate(self.candidates):
-            proba = candidate(logits, mask, *features).exp()
+        for j, (candidate, order) in enumerate(zip(self.candidates, self.orders,
+                                                   strict=True)):
+            inputs = [features[i] for i in order] if features else []
+            proba = candidate(logits[:, order], mask[:, order], *inputs).exp()
             mixture = mixture + weights[:, n_experts + j, None] * proba
         return torch.log(mixture.clamp_min(1e-30))
 

@@ -219,7 +219,7 @@ class StackingCombiner(Combiner):
         return self._model_log_proba(self.meta_learner_,
                                      self._features(data.log_probs, data.mask))
 
-    def _fusion_module(self) -> torch.nn.Module:
+    def fusion_module(self) -> torch.nn.Module:
         return _StackingModule(self.meta_learner_, tuple(self.meta_features), self.n_classes_)
 
     # -- persistence ------------------------------------------------------------------------

@@ -99,7 +99,7 @@ class VotingCombiner(Combiner):
         tied = votes >= votes.max(axis=1, keepdims=True) - 1e-9
         return self.classes_[np.where(tied, soft, -1.0).argmax(axis=1)]
 
-    def _fusion_module(self) -> torch.nn.Module:
+    def fusion_module(self) -> torch.nn.Module:
         return _VotingModule(self.weights_, self.method, self.n_classes_)
 
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import tempfile
 from abc import abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -359,22 +360,41 @@ def export_torch_experts(experts: Sequence[TorchExpert], directory: Path) -> dic
 
     first = experts[0]
     what = f"the {first.registry_name} expert on column {first.column!r}"
-    specs = [expert.export_preprocessing(directory) for expert in experts]
-    if any(spec != specs[0] for spec in specs[1:]):
-        raise ExportError(f"the members of {what} preprocess their inputs differently; one "
-                          "exported graph needs one preprocessing.")
+    spec = first.export_preprocessing(directory)
+    for member in experts[1:]:
+        _check_same_preprocessing(member, spec, directory, what)
     inputs = first.export_inputs()
-    module = _ExportedExperts([_ExportedExpert(expert) for expert in experts]).eval()
-    with torch.no_grad():
-        expected = [t.float().numpy() for t in module(*inputs.values())]
+    # On the CPU, where the example inputs are (a model sits wherever it last ran).
+    module = _ExportedExperts([_ExportedExpert(expert) for expert in experts]).cpu().eval()
+    try:
+        with torch.no_grad():
+            expected = [t.float().numpy() for t in module(*inputs.values())]
+    except RuntimeError as err:
+        raise ExportError(f"{what} fails on its example batch before export: {err}") from err
     graph = directory / EXPORTED_GRAPH
     export_graph(module, inputs, graph, output_names=("logits", "features"),
                  dynamic_axes=first.export_dynamic_axes(), what=what)
     check_outputs(graph, {k: v.numpy() for k, v in inputs.items()}, expected,
                   atol=1e-3, what=what)
     return {"runtime": "onnx", "graph": EXPORTED_GRAPH, "inputs": list(inputs),
-            "feature_size": int(expected[1].shape[1]), "preprocessing": specs[0],
+            "feature_size": int(expected[1].shape[1]), "preprocessing": spec,
             "int8_op_types": first.int8_op_types}
+
+
+def _check_same_preprocessing(member: TorchExpert, spec: dict[str, Any], directory: Path,
+                              what: str) -> None:
+    """A bagged member must preprocess exactly as the first: same description, same files
+    (e.g. ``tokenizer.json``) byte for byte."""
+    with tempfile.TemporaryDirectory() as scratch:
+        other = member.export_preprocessing(Path(scratch))
+        files = sorted(p.relative_to(scratch) for p in Path(scratch).rglob("*") if p.is_file())
+        same = other == spec and all(
+            (directory / f).is_file()
+            and (directory / f).read_bytes() == (Path(scratch) / f).read_bytes()
+            for f in files)
+    if not same:
+        raise ExportError(f"the members of {what} preprocess their inputs differently; one "
+                          "exported graph needs one preprocessing.")
 
 
 class _ExportedExperts(nn.Module):

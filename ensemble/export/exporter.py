@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from .._io import FORMAT_VERSION, atomic_directory, write_json
-from ..exceptions import ConfigError
+from .._io import FORMAT_VERSION, atomic_directory, read_json, write_json
+from ..exceptions import ArtifactError, ConfigError
 from ..manifests import write_manifest
 from ..runtime.onnx_predictor import EXPORT_KIND
 from .onnx_graphs import check_outputs, export_graph, quantize_graph, require_export_extra
@@ -55,6 +55,7 @@ def export_predictor(predictor: Any, directory: str | os.PathLike[str], *,
                           "before exporting.")
     require_export_extra()
     directory = Path(directory)
+    _check_target(directory)
     with atomic_directory(directory) as tmp:
         experts = {name: _export_expert(name, expert, tmp, predictor, quantize=quantize)
                    for name, expert in predictor.experts.items()}
@@ -77,6 +78,25 @@ def export_predictor(predictor: Any, directory: str | os.PathLike[str], *,
         })
         write_manifest(tmp)
     return directory
+
+
+def _check_target(directory: Path) -> None:
+    """Refuse to replace a folder that holds something other than an earlier export."""
+    if not directory.exists():
+        return
+    if not directory.is_dir():
+        raise ConfigError(f"{directory} exists and is not a folder; give a new directory "
+                          "for the export.")
+    config = directory / "config.json"
+    is_export = False
+    if config.is_file():
+        try:
+            is_export = read_json(config).get("kind") == EXPORT_KIND
+        except ArtifactError:
+            is_export = False
+    if any(directory.iterdir()) and not is_export:
+        raise ConfigError(f"{directory} exists and is not an ONNX export (it would be "
+                          "replaced as a whole); give a new directory, or remove it first.")
 
 
 def _export_expert(name: str, expert: Any, root: Path, predictor: Any, *,
@@ -107,11 +127,11 @@ def _export_combiner(combiner: Any, path: Path, feature_sizes: list[int]) -> boo
     every kind of row (all experts, some, one, none); returns whether it reads features."""
     import torch
 
-    from ..combiners.graph import CombinerGraph, needs_features
+    from ..combiners.graph import CombinerGraph
     from ..logits import LogitSet
 
     what = f"the {combiner.registry_name} combiner"
-    reads_features = needs_features(combiner)
+    reads_features = combiner.reads_features()
     rng = np.random.default_rng(0)
     n_experts, n_classes = len(combiner.expert_names_), combiner.n_classes_
     logits = rng.normal(scale=3.0, size=(_CHECK_ROWS, n_experts, n_classes)).astype(np.float32)
@@ -133,7 +153,8 @@ def _export_combiner(combiner: Any, path: Path, feature_sizes: list[int]) -> boo
         inputs.update({f"features_{j}": torch.from_numpy(f) for j, f in enumerate(features)})
     axes = {name: (0,) for name in inputs}
     path.parent.mkdir(parents=True, exist_ok=True)
-    export_graph(CombinerGraph(combiner), inputs, path, output_names=("log_proba",),
+    # On the CPU: a gating combiner's network sits wherever it last predicted.
+    export_graph(CombinerGraph(combiner).cpu(), inputs, path, output_names=("log_proba",),
                  dynamic_axes=axes, what=what)
     check_outputs(path, {k: v.numpy() for k, v in inputs.items()}, [expected], atol=1e-5,
                   what=what, log_space=True)

@@ -10,10 +10,11 @@ import pytest
 import torch
 from _custom_combiner import MedianCombiner
 from sklearn.linear_model import LogisticRegression, RidgeClassifier, SGDClassifier
+from sklearn.neighbors import KNeighborsClassifier
 from sklearn.svm import LinearSVC
 
 from ensemble.combiners import create_combiner
-from ensemble.combiners.graph import CombinerGraph, needs_features
+from ensemble.combiners.graph import CombinerGraph
 from ensemble.exceptions import ExportError
 from ensemble.logits import LogitSet
 
@@ -71,21 +72,40 @@ def test_the_graph_computes_predict_logits(data: tuple[LogitSet, np.ndarray, np.
     expected = combiner.predict_logits(logit_set)
     inputs = [torch.from_numpy(np.stack([logit_set.logits[m] for m in NAMES], axis=1)),
               torch.from_numpy(mask)]
-    if needs_features(combiner):
+    if combiner.reads_features():
         inputs += [torch.from_numpy(logit_set.features[m]) for m in NAMES]
     with torch.no_grad():
         got = CombinerGraph(combiner).eval()(*inputs).double().numpy()
     np.testing.assert_allclose(np.exp(got), np.exp(expected), atol=1e-5)
     assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
-    assert needs_features(combiner) == (name == "feature_stacking"
+    assert combiner.reads_features() == (name == "feature_stacking"
                                         or bool(params.get("candidates")))
 
 
 def test_a_combiner_without_a_graph_names_itself(
         data: tuple[LogitSet, np.ndarray, np.ndarray]) -> None:
     logit_set, y, _ = data
-    with pytest.raises(ExportError, match=r"MedianCombiner combiner .* _fusion_module"):
+    with pytest.raises(ExportError, match=r"MedianCombiner combiner .* fusion_module"):
         CombinerGraph(MedianCombiner().fit(logit_set, y))
+    with pytest.raises(ExportError, match="KNeighborsClassifier meta-learner has no ONNX"):
+        CombinerGraph(create_combiner("feature_stacking", classifier=KNeighborsClassifier()
+                                      ).fit(logit_set, y))
     with pytest.raises(ExportError, match="modified_huber"):
         CombinerGraph(create_combiner(
             "stacking", meta_learner=SGDClassifier(loss="modified_huber")).fit(logit_set, y))
+
+
+def test_selection_candidates_read_the_experts_in_their_own_order(
+        data: tuple[LogitSet, np.ndarray, np.ndarray]) -> None:
+    """A candidate fitted with the experts in another order gets its columns permuted."""
+    logit_set, y, mask = data
+    reordered = logit_set.select(tuple(reversed(NAMES)))
+    candidates = [create_combiner(name).fit(reordered, y)
+                  for name in ("stacking", "feature_stacking")]
+    selection = create_combiner("selection", candidates=candidates, n_init=3).fit(logit_set, y)
+    assert selection.counts_[len(NAMES):].sum() > 0
+    inputs = [torch.from_numpy(np.stack([logit_set.logits[m] for m in NAMES], axis=1)),
+              torch.from_numpy(mask), *(torch.from_numpy(logit_set.features[m]) for m in NAMES)]
+    with torch.no_grad():
+        got = CombinerGraph(selection).eval()(*inputs).double().numpy()
+    np.testing.assert_allclose(np.exp(got), selection.predict_proba(logit_set), atol=1e-5)

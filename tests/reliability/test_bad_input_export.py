@@ -105,6 +105,23 @@ def test_an_unfitted_predictor_is_refused(tabular_predictor: FusionPredictor,
     assert not (tmp_path / "out").exists()
 
 
+def test_an_export_never_replaces_other_folders(tabular_predictor: FusionPredictor,
+                                               tmp_path: Path) -> None:
+    from _cli_runner import run_cli
+
+    taken = tmp_path / "results"
+    taken.mkdir()
+    (taken / "mine.txt").write_text("not an export")
+    with pytest.raises(ConfigError, match="exists and is not an ONNX export"):
+        tabular_predictor.export(taken)
+    assert (taken / "mine.txt").read_text() == "not an export"
+    bundle = tabular_predictor.save(tmp_path / "run" / "bundle")
+    for out in (tmp_path / "run", bundle / "onnx"):
+        result = run_cli("export", str(bundle), "--out", str(out), check=False)
+        assert result.returncode == 2 and "overlaps the bundle" in result.stderr
+    assert FusionPredictor.load(bundle).class_names == tabular_predictor.class_names
+
+
 def test_an_image_transform_without_equivalent_is_named(tmp_path: Path) -> None:
     expert = ImageExpert("test_resnet", CLASSES, pretrained=False, image_size=32,
                          data_config={"crop_mode": "border", "crop_pct": 0.9})
@@ -117,19 +134,18 @@ def test_an_image_transform_without_equivalent_is_named(tmp_path: Path) -> None:
 
 
 def test_a_combiner_without_a_graph_is_named(tabular_predictor: FusionPredictor,
-                                             tmp_path: Path) -> None:
+                                             copy: Path) -> None:
     held_out = _tabular_data(20, 3)
     logits = LogitSet.from_experts(dict(tabular_predictor.experts), held_out,
                                    split="validation")
     combiner = MedianCombiner().fit(logits, [CLASSES.index(v) for v in held_out["label"]])
     predictor = FusionPredictor(dict(tabular_predictor.experts), combiner)
-    target = tmp_path / "out"
-    target.mkdir()
-    (target / "keep.txt").write_text("an earlier export")
+    before = sorted(p.relative_to(copy) for p in copy.rglob("*"))
     with pytest.raises(ExportError, match=r"MedianCombiner combiner .* no export to ONNX"):
-        predictor.export(target)
-    assert (target / "keep.txt").read_text() == "an earlier export"  # untouched
-    assert debris(tmp_path) == []
+        predictor.export(copy)  # over an earlier export: it stays as it was
+    assert sorted(p.relative_to(copy) for p in copy.rglob("*")) == before
+    assert OnnxPredictor.load(copy).class_names == tabular_predictor.class_names
+    assert debris(copy.parent) == []
 
 
 def test_a_torch_expert_without_export_is_named(tabular_predictor: FusionPredictor,
