@@ -58,6 +58,7 @@ class PredictorInputs:
     a ``column`` and a ``modality``, and whose ``class_names`` are its classes."""
 
     _experts: dict[str, Any]
+    combiner: Any
     class_names: tuple[str, ...]
     batch_size: int
     progress: bool = False
@@ -203,6 +204,18 @@ class PredictorInputs:
         if n_rows == 0:
             raise DataError("the inputs are empty; give at least one example.")
         return {column: batches.get(column, [None] * n_rows) for column in self.columns}
+
+    def explain(self, inputs: Any = None, *, images: Any = None,
+                texts: Any = None) -> list[dict[str, Any]]:
+        """Per example: the fused prediction, each expert's probabilities and how the
+        combiner weighed its inputs (its own ``explain_weights``)."""
+        return self._explain(self._logit_set(self._inputs(inputs, images, texts)))
+
+    def _explain(self, logit_set: Any) -> list[dict[str, Any]]:
+        explained = self.combiner.explain_weights(logit_set)
+        weights, kind = (None, None) if explained is None else (explained[:2], explained[2])
+        return self._explain_rows(self.combiner.predict_proba(logit_set), logit_set,
+                                  weights, kind)
 
     def _explain_rows(self, fused: np.ndarray, logit_set: Any,
                       weights: tuple[np.ndarray, tuple[str, ...]] | None,

@@ -156,25 +156,6 @@ class FusionPredictor(PredictorInputs):
         proba = self.predict_proba(inputs, images=images, texts=texts)
         return np.asarray(self.class_names)[proba.argmax(axis=1)]
 
-    def explain(self, inputs: Any = None, *, images: Any = None,
-                texts: Any = None) -> list[dict[str, Any]]:
-        """Per example: the fused prediction, each expert's probabilities and how the
-        combiner weighed its inputs (its own :meth:`explain_weights`)."""
-        return self._explain(self._logit_set(self._inputs(inputs, images, texts)))
-
-    def _explain(self, logit_set: Any) -> list[dict[str, Any]]:
-        weights, kind = self._weights(logit_set)
-        return self._explain_rows(self.combiner.predict_proba(logit_set), logit_set,
-                                  weights, kind)
-
-    def _weights(self, logit_set: Any
-                 ) -> tuple[tuple[np.ndarray, tuple[str, ...]] | None, str | None]:
-        explained = self.combiner.explain_weights(logit_set)
-        if explained is None:
-            return None, None
-        weights, names, kind = explained
-        return (weights, names), kind
-
     # -- datasets ---------------------------------------------------------------------------
 
     def predict_dataset(self, dataset: Any) -> Any:

@@ -62,7 +62,8 @@ def export_predictor(predictor: Any, directory: str | os.PathLike[str], *,
         feature_sizes = [_feature_size(entry, expert)
                          for entry, expert in zip(experts.values(), predictor.experts.values(),
                                                   strict=True)]
-        reads_features = _export_combiner(combiner, tmp / COMBINER_GRAPH, feature_sizes)
+        reads_features, fitted_weights = _export_combiner(combiner, tmp / COMBINER_GRAPH,
+                                                          feature_sizes)
         write_json(tmp / "label_space.json", {"class_names": list(predictor.class_names)})
         write_json(tmp / "config.json", {
             "kind": EXPORT_KIND,
@@ -71,7 +72,8 @@ def export_predictor(predictor: Any, directory: str | os.PathLike[str], *,
             "experts": experts,
             "combiner": {"graph": COMBINER_GRAPH, "name": combiner.registry_name,
                          "experts": list(combiner.expert_names_),
-                         "reads_features": reads_features},
+                         "reads_features": reads_features,
+                         "fitted_weights": fitted_weights},
             "precisions": ["fp32", "int8"] if quantize else ["fp32"],
             "batch_size": predictor.batch_size,
             "resolved_config": predictor.config,
@@ -122,9 +124,11 @@ def _feature_size(entry: dict[str, Any], expert: Any) -> int:
     return int(features.shape[1])
 
 
-def _export_combiner(combiner: Any, path: Path, feature_sizes: list[int]) -> bool:
+def _export_combiner(combiner: Any, path: Path, feature_sizes: list[int]
+                     ) -> tuple[bool, dict[str, float] | None]:
     """Write the combiner's graph, checked against ``predict_logits`` on random logits with
-    every kind of row (all experts, some, one, none); returns whether it reads features."""
+    every kind of row (all experts, some, one, none); returns whether it reads features,
+    and its fitted weights over its inputs when it has one vector for all rows."""
     import torch
 
     from ..combiners.graph import CombinerGraph
@@ -158,4 +162,8 @@ def _export_combiner(combiner: Any, path: Path, feature_sizes: list[int]) -> boo
                  dynamic_axes=axes, what=what)
     check_outputs(path, {k: v.numpy() for k, v in inputs.items()}, [expected], atol=1e-5,
                   what=what, log_space=True)
-    return reads_features
+    explained = combiner.explain_weights(logit_set)
+    if explained is None or explained[2] != "fitted":
+        return reads_features, None
+    weights, names, _ = explained
+    return reads_features, {str(n): float(w) for n, w in zip(names, weights[0], strict=True)}

@@ -118,12 +118,14 @@ class OnnxCombiner:
     """The exported combiner graph: per-expert logits + presence (+ features) -> fused."""
 
     def __init__(self, session: Any, expert_names: Sequence[str], class_names: Sequence[str],
-                 *, reads_features: bool, name: str) -> None:
+                 *, reads_features: bool, name: str,
+                 fitted_weights: Mapping[str, float] | None = None) -> None:
         self.session = session
         self.expert_names_ = tuple(expert_names)
         self.class_names_ = tuple(class_names)
         self.reads_features = reads_features
         self.registry_name = name
+        self.fitted_weights = dict(fitted_weights) if fitted_weights else None
 
     def predict_logits(self, logit_set: Any) -> np.ndarray:
         """Fused log-probabilities ``[N, C]`` for a :class:`~ensemble.logits.LogitSet`."""
@@ -143,9 +145,16 @@ class OnnxCombiner:
         proba = np.exp(log_proba)
         return proba / proba.sum(axis=1, keepdims=True)
 
-    def explain_weights(self, logit_set: Any) -> None:
-        """Exported combiners do not report per-input weights."""
-        return None
+    def explain_weights(self, logit_set: Any
+                        ) -> tuple[np.ndarray, tuple[str, ...], str] | None:
+        """The combiner's fitted weights over its inputs (voting, selection), one row per
+        example, as ``Combiner.explain_weights``; ``None`` for combiners without one weight
+        vector for all rows (stacking, per-example gates)."""
+        if not self.fitted_weights:
+            return None
+        names = tuple(self.fitted_weights)
+        values = np.asarray([self.fitted_weights[n] for n in names], dtype=np.float64)
+        return np.tile(values, (logit_set.n_rows, 1)), names, "fitted"
 
 
 class OnnxPredictor(PredictorInputs):
@@ -191,13 +200,6 @@ class OnnxPredictor(PredictorInputs):
         proba = self.predict_proba(inputs, images=images, texts=texts)
         return np.asarray(self.class_names)[proba.argmax(axis=1)]
 
-    def explain(self, inputs: Any = None, *, images: Any = None,
-                texts: Any = None) -> list[dict[str, Any]]:
-        """Per example: the fused prediction and each expert's probabilities (exported
-        combiners report no per-input weights)."""
-        logit_set = self.logits(inputs, images=images, texts=texts)
-        return self._explain_rows(self.combiner.predict_proba(logit_set), logit_set, None, None)
-
     # -- loading ----------------------------------------------------------------------------
 
     @classmethod
@@ -232,7 +234,9 @@ class OnnxPredictor(PredictorInputs):
             combiner = OnnxCombiner(
                 create_session(inside_bundle(root, str(entry["graph"])), threads=threads),
                 [str(n) for n in entry["experts"]], class_names,
-                reads_features=bool(entry["reads_features"]), name=str(entry["name"]))
+                reads_features=bool(entry["reads_features"]), name=str(entry["name"]),
+                fitted_weights={str(k): float(v) for k, v in
+                                (entry.get("fitted_weights") or {}).items()})
         except (KeyError, TypeError, AttributeError, ValueError) as err:
             raise ArtifactError(f"{root}/{_CONFIG} is incomplete ({err}).") from err
         if set(combiner.expert_names_) != set(experts):

@@ -100,6 +100,11 @@ def test_every_combiner_exports_with_parity(synthetic_run: Path, synthetic_data,
     expected, got = predictor.predict_proba(inputs), onnx_predictor.predict_proba(inputs)
     np.testing.assert_allclose(got, expected, atol=1e-4)
     assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
+    # explain reports the selection's fitted weights over experts and candidates, as torch.
+    torch_row, onnx_row = predictor.explain(inputs)[0], onnx_predictor.explain(inputs)[0]
+    assert onnx_row["weights_kind"] == torch_row["weights_kind"] == "fitted"
+    assert onnx_row["weights"] == pytest.approx(torch_row["weights"])
+    assert onnx_row["label"] == torch_row["label"]
 
 
 def test_int8_graphs_predict(exported: Path, inputs: dict[str, list]) -> None:
@@ -161,5 +166,5 @@ def test_cli_predict_with_the_onnx_backend(exported: Path, synthetic_data,
     names = OnnxPredictor.load(exported).class_names
     assert row["label"] == names[int(expected.argmax())]
     np.testing.assert_allclose([row["probabilities"][c] for c in names], expected, atol=1e-6)
-    assert row["weights"] is None  # exported combiners report no weights
+    assert row["weights"] is None  # stacking has no weights over its inputs
     assert row["experts"]["image"]["available"] and row["input"]["text"] == text
