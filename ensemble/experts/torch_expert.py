@@ -365,7 +365,8 @@ def export_torch_experts(experts: Sequence[TorchExpert], directory: Path) -> dic
         _check_same_preprocessing(member, spec, directory, what)
     inputs = first.export_inputs()
     # On the CPU, where the example inputs are (a model sits wherever it last ran).
-    module = _ExportedExperts([_ExportedExpert(expert) for expert in experts]).cpu().eval()
+    module = _ExportedExperts([_ExportedExpert(expert, list(inputs))
+                               for expert in experts]).cpu().eval()
     try:
         with torch.no_grad():
             expected = [t.float().numpy() for t in module(*inputs.values())]
@@ -416,11 +417,11 @@ class _ExportedExpert(nn.Module):
     """An expert's model with named tensor inputs returning ``(logits, features)``: the
     features are the classifier layer's input, captured by a forward pre-hook."""
 
-    def __init__(self, expert: TorchExpert) -> None:
+    def __init__(self, expert: TorchExpert, names: Sequence[str]) -> None:
         super().__init__()
         self.expert = expert
         self.model = expert.model
-        self.names = list(expert.export_inputs())
+        self.names = list(names)
 
     def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         captured: list[torch.Tensor] = []

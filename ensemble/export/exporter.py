@@ -57,7 +57,7 @@ def export_predictor(predictor: Any, directory: str | os.PathLike[str], *,
     directory = Path(directory)
     _check_target(directory)
     with atomic_directory(directory) as tmp:
-        experts = {name: _export_expert(name, expert, tmp, predictor, quantize=quantize)
+        experts = {name: _export_expert(name, expert, tmp, quantize=quantize)
                    for name, expert in predictor.experts.items()}
         feature_sizes = [_feature_size(entry, expert)
                          for entry, expert in zip(experts.values(), predictor.experts.values(),
@@ -101,7 +101,7 @@ def _check_target(directory: Path) -> None:
                           "replaced as a whole); give a new directory, or remove it first.")
 
 
-def _export_expert(name: str, expert: Any, root: Path, predictor: Any, *,
+def _export_expert(name: str, expert: Any, root: Path, *,
                    quantize: bool) -> dict[str, Any]:
     folder = root / "experts" / name
     folder.mkdir(parents=True)
