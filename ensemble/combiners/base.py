@@ -35,6 +35,16 @@ from ._inputs import LogitsLike, MaskLike, encode_labels, to_logitset
 from ._math import expert_log_probs, log_softmax
 from ._sklearn_io import decode_estimator, encode_estimator
 from .calibration import fit_temperatures
+from .pattern_routes import (
+    MAX_ROUTED_EXPERTS,
+    PatternCheck,
+    apply_routes,
+    check_routes,
+    default_routes,
+    describe_route,
+    fit_routes,
+    pattern_name,
+)
 from .registry import load_combiner
 
 __all__ = ["Combiner", "FusionData"]
@@ -85,6 +95,9 @@ class Combiner(ClassifierMixin, BaseEstimator):
     #: and ``data.mask`` (``data.logits`` covers every row, not just the chunk).
     _predict_chunk_rows: ClassVar[int | None] = None
     calibrate: bool
+    #: Built-in combiners take ``pattern_guard`` (default ``True``); one of your own without
+    #: the parameter is not guarded (a lone expert still answers for itself).
+    pattern_guard: bool
 
     # -- hooks ------------------------------------------------------------------------------
 
@@ -152,8 +165,23 @@ class Combiner(ClassifierMixin, BaseEstimator):
             if self.calibrate
             else np.ones(len(self.expert_names_), dtype=np.float32)
         )
+        self._fit_pattern_routes(logit_set, labels)
         self._fit(self._prepare(logit_set), labels)
         return self
+
+    def _fit_pattern_routes(self, logit_set: LogitSet, labels: np.ndarray) -> None:
+        """``pattern_routes_`` (see :mod:`.pattern_routes`) and ``pattern_checks_``, what
+        the guard measured."""
+        n_experts = len(self.expert_names_)
+        self.pattern_checks_: list[PatternCheck] = []
+        if n_experts > MAX_ROUTED_EXPERTS:
+            self.pattern_routes_: np.ndarray | None = None
+        elif getattr(self, "pattern_guard", False):
+            seed = getattr(self, "random_state", None)
+            self.pattern_routes_, self.pattern_checks_ = fit_routes(
+                self, logit_set, labels, seed=0 if seed is None else int(seed))
+        else:
+            self.pattern_routes_ = default_routes(n_experts)
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "expert_names_")
@@ -205,19 +233,34 @@ class Combiner(ClassifierMixin, BaseEstimator):
         return result
 
     def _finish(self, data: FusionData, scores: np.ndarray) -> np.ndarray:
-        """Normalise the scores; rows with no expert get the uniform distribution, and rows
-        with exactly one expert get that expert's own (temperature-calibrated)
-        distribution: with one input there is nothing to fuse, and a combiner fitted on
-        rows with every input would only add noise (the contract: never worse than the
-        expert that is present)."""
+        """Normalise the scores; rows with no expert get the uniform distribution, and the
+        other rows follow their pattern's route (:mod:`.pattern_routes`): a row with
+        exactly one expert gets that expert's own (temperature-calibrated) distribution
+        (with one input there is nothing to fuse), and a pattern where the guard found
+        fusion worse than an expert alone or the plain average gets that instead (the
+        contract: never worse than the expert that is present)."""
         result = log_softmax(np.asarray(scores, dtype=np.float64))
         present = data.mask.sum(axis=1)
         result[present == 0] = -np.log(self.n_classes_)
+        routes = getattr(self, "pattern_routes_", None)
+        if routes is not None:
+            return apply_routes(routes, data.mask, data.log_probs, result)
         single = np.flatnonzero(present == 1)
         if single.size:
             expert = data.mask[single].argmax(axis=1)
             result[single] = log_softmax(data.log_probs[single, expert].astype(np.float64))
         return result
+
+    def describe_patterns(self) -> dict[str, str]:
+        """What each pattern of present experts gets (``"fused"``, an expert's name or
+        ``"average"``); patterns of one expert are left out (that expert answers)."""
+        self._check_fitted()
+        routes = self.pattern_routes_
+        names = self.expert_names_
+        if routes is None:
+            return {}
+        return {pattern_name(code, names): describe_route(int(route), names)
+                for code, route in enumerate(routes) if code.bit_count() >= 2}
 
     def predict_proba(self, logits: LogitsLike, *, mask: MaskLike = None) -> np.ndarray:
         """Fused class probabilities ``[N, C]``; each row sums to 1."""
@@ -275,6 +318,8 @@ class Combiner(ClassifierMixin, BaseEstimator):
         self._check_fitted()
         arrays, state = self._state()
         arrays = {**arrays, "temperatures": np.asarray(self.temperatures_, dtype=np.float32)}
+        if self.pattern_routes_ is not None:
+            arrays["pattern_routes"] = np.asarray(self.pattern_routes_, dtype=np.int16)
         config: dict[str, Any] = {
             "kind": _KIND,
             "format_version": FORMAT_VERSION,
@@ -285,6 +330,7 @@ class Combiner(ClassifierMixin, BaseEstimator):
             "labels": "names" if self.classes_.dtype.kind in "US" else "indices",
             "experts": list(self.expert_names_),
             "state": state,
+            "pattern_checks": [check.to_dict() for check in self.pattern_checks_],
             "versions": library_versions(),
         }
         directory = Path(directory)
@@ -327,6 +373,12 @@ class Combiner(ClassifierMixin, BaseEstimator):
             if temperatures.shape != (len(combiner.expert_names_),):
                 raise ValueError(f"temperatures have shape {temperatures.shape}")
             combiner.temperatures_ = temperatures
+            n_experts = len(combiner.expert_names_)
+            combiner.pattern_routes_ = (
+                check_routes(arrays["pattern_routes"], n_experts) if "pattern_routes" in arrays
+                else None if n_experts > MAX_ROUTED_EXPERTS else default_routes(n_experts))
+            combiner.pattern_checks_ = [PatternCheck(**check)
+                                        for check in config.get("pattern_checks", [])]
             combiner._restore(arrays, dict(config.get("state", {})), directory)
         except (KeyError, TypeError, ValueError, IndexError) as err:
             raise ArtifactError(

@@ -66,12 +66,14 @@ class FeatureStacking(Combiner):
         include_log_proba: bool = False,
         modality_dropout: float = 0.15,
         calibrate: bool = False,
+        pattern_guard: bool = True,
         random_state: int | None = 0,
     ) -> None:
         self.classifier = classifier
         self.include_log_proba = include_log_proba
         self.modality_dropout = modality_dropout
         self.calibrate = calibrate
+        self.pattern_guard = pattern_guard
         self.random_state = random_state
 
     def _check_params(self) -> None:

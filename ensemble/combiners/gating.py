@@ -116,6 +116,7 @@ class GatingCombiner(Combiner):
         validation_fraction: float = 0.2,
         device: str | None = None,
         calibrate: bool = False,
+        pattern_guard: bool = True,
         random_state: int | None = 0,
     ) -> None:
         self.hidden = hidden
@@ -130,6 +131,7 @@ class GatingCombiner(Combiner):
         self.validation_fraction = validation_fraction
         self.device = device
         self.calibrate = calibrate
+        self.pattern_guard = pattern_guard
         self.random_state = random_state
 
     def _check_params(self) -> None:

@@ -171,6 +171,12 @@ class CombinerGraph(nn.Module):
         self.fusion = combiner.fusion_module()
         self.register_buffer("temperatures", _buffer(combiner.temperatures_))
         self.log_uniform = -math.log(combiner.n_classes_)
+        routes = getattr(combiner, "pattern_routes_", None)
+        self.routed = routes is not None
+        if self.routed:
+            n_experts = len(combiner.expert_names_)
+            self.register_buffer("routes", torch.as_tensor(np.asarray(routes, dtype=np.int64)))
+            self.register_buffer("bits", torch.pow(2, torch.arange(n_experts)))
 
     def forward(self, logits: torch.Tensor, mask: torch.Tensor,
                 *features: torch.Tensor) -> torch.Tensor:
@@ -181,8 +187,22 @@ class CombinerGraph(nn.Module):
         scores = self.fusion(log_probs, mask, logits, list(features))
         fused = torch.log_softmax(scores, dim=1)
         count = mask.to(torch.int64).sum(dim=1, keepdim=True)
-        single = torch.log_softmax(log_probs.sum(dim=1), dim=1)  # absent experts are zero
-        fused = torch.where(count == 1, single, fused)
+        if self.routed:
+            fused = self._routed(fused, log_probs, mask)
+        else:
+            single = torch.log_softmax(log_probs.sum(dim=1), dim=1)  # absent experts are 0
+            fused = torch.where(count == 1, single, fused)
         return torch.where(count == 0, torch.full_like(fused, self.log_uniform), fused)
 
-
+    def _routed(self, fused: torch.Tensor, log_probs: torch.Tensor,
+                mask: torch.Tensor) -> torch.Tensor:
+        """Torch twin of :func:`.pattern_routes.apply_routes`."""
+        n_experts = mask.shape[1]
+        route = self.routes[(mask.to(torch.int64) * self.bits).sum(dim=1)].unsqueeze(1)
+        index = route.clamp(0, n_experts - 1).unsqueeze(-1).expand(-1, 1, log_probs.shape[2])
+        alone = torch.log_softmax(log_probs.gather(1, index).squeeze(1), dim=1)
+        # -1e30 rather than -inf: a row with no expert stays finite (it is replaced anyway).
+        average = torch.log_softmax(
+            torch.logsumexp(log_probs.masked_fill(~mask.unsqueeze(-1), -1e30), dim=1), dim=1)
+        return torch.where(route == n_experts, average,
+                           torch.where(route >= 0, alone, fused))

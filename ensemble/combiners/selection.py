@@ -78,6 +78,7 @@ class EnsembleSelection(Combiner):
         bag_fraction: float = 0.5,
         candidates: Sequence[Combiner] | None = None,
         calibrate: bool = False,
+        pattern_guard: bool = True,
         random_state: int | None = 0,
     ) -> None:
         self.metric = metric
@@ -87,6 +88,7 @@ class EnsembleSelection(Combiner):
         self.bag_fraction = bag_fraction
         self.candidates = candidates
         self.calibrate = calibrate
+        self.pattern_guard = pattern_guard
         self.random_state = random_state
 
     def _check_params(self) -> None:

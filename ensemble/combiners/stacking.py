@@ -90,6 +90,7 @@ class StackingCombiner(Combiner):
         max_rows: int | None = 10_000,
         max_iter: int = 100,
         calibrate: bool = False,
+        pattern_guard: bool = True,
         random_state: int | None = 0,
     ) -> None:
         self.meta_learner = meta_learner
@@ -102,6 +103,7 @@ class StackingCombiner(Combiner):
         self.max_rows = max_rows
         self.max_iter = max_iter
         self.calibrate = calibrate
+        self.pattern_guard = pattern_guard
         self.random_state = random_state
 
     def _check_params(self) -> None:

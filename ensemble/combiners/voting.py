@@ -53,10 +53,12 @@ class VotingCombiner(Combiner):
         method: Literal["hard", "soft", "geometric"] = "soft",
         weights: Mapping[str, float] | Literal["fit"] | None = None,
         calibrate: bool = False,
+        pattern_guard: bool = True,
     ) -> None:
         self.method = method
         self.weights = weights
         self.calibrate = calibrate
+        self.pattern_guard = pattern_guard
 
     def _check_params(self) -> None:
         check_choice("method", self.method, _METHODS)
