@@ -9,6 +9,7 @@ Every combiner is a scikit-learn classifier registered by name:
 
 from __future__ import annotations
 
+from .auto import AutoCombiner
 from .base import Combiner, FusionData
 from .calibration import TemperatureScaler
 from .feature_stacking import FeatureStacking
@@ -27,6 +28,7 @@ from .voting import VotingCombiner
 
 __all__ = [
     "COMBINERS",
+    "AutoCombiner",
     "Combiner",
     "EnsembleSelection",
     "FeatureStacking",

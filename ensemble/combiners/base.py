@@ -98,6 +98,8 @@ class Combiner(ClassifierMixin, BaseEstimator):
     #: Built-in combiners take ``pattern_guard`` (default ``True``); one of your own without
     #: the parameter is not guarded (a lone expert still answers for itself).
     pattern_guard: bool
+    #: A combiner whose inner combiner carries the guard (``auto``) skips its own.
+    _guards_itself: ClassVar[bool] = False
 
     # -- hooks ------------------------------------------------------------------------------
 
@@ -176,7 +178,7 @@ class Combiner(ClassifierMixin, BaseEstimator):
         self.pattern_checks_: list[PatternCheck] = []
         if n_experts > MAX_ROUTED_EXPERTS:
             self.pattern_routes_: np.ndarray | None = None
-        elif getattr(self, "pattern_guard", False):
+        elif getattr(self, "pattern_guard", False) and not self._guards_itself:
             seed = getattr(self, "random_state", None)
             self.pattern_routes_, self.pattern_checks_ = fit_routes(
                 self, logit_set, labels, seed=0 if seed is None else int(seed))
@@ -250,6 +252,14 @@ class Combiner(ClassifierMixin, BaseEstimator):
             expert = data.mask[single].argmax(axis=1)
             result[single] = log_softmax(data.log_probs[single, expert].astype(np.float64))
         return result
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-able: the combiner's name and the patterns it does not fuse (for reports
+        and ``explain``); subclasses add what they chose."""
+        self._check_fitted()
+        rerouted = {p: r for p, r in self.describe_patterns().items() if r != "fused"}
+        return {"name": self.registry_name or type(self).__name__,
+                **({"rerouted_patterns": rerouted} if rerouted else {})}
 
     def describe_patterns(self) -> dict[str, str]:
         """What each pattern of present experts gets (``"fused"``, an expert's name or

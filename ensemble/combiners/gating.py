@@ -10,25 +10,47 @@ from torch import nn
 
 from ..exceptions import ConfigError
 from ._checks import check_choice, check_positive_ints, check_rate
+from ._design import modality_dropout, stacking_blocks
 from ._inputs import LogitsLike, MaskLike
+from ._torch_linear import fit_torch_linear
 from .base import PREDICT_CHUNK_ROWS, Combiner, FusionData
 from .registry import register_combiner
 
 __all__ = ["GatingCombiner"]
 
-_FUSIONS = ("mixture", "logits")
+_FUSIONS = ("stacked", "mixture", "logits")
+_WARM_START_C = 1.0
+_STACKED_LR_SHARE = 0.1
 
 
 class _GateNet(nn.Module):
     """Per-expert summaries ``[N, M, C + 2]`` + ``[N, M]`` mask -> ``[N, M]`` masked softmax
-    weights (the summaries come from :func:`_expert_summaries`)."""
+    weights (the summaries come from :func:`_expert_summaries`).
 
-    def __init__(self, n_experts: int, n_classes: int, hidden: int) -> None:
+    With ``stacked`` it also holds the classwise stacking layer the weights modulate:
+    ``scale [M, C]`` (each expert's weight on each class), ``bias [C]`` and
+    ``missing_bias [M, C]`` (a class shift per absent expert)."""
+
+    def __init__(self, n_experts: int, n_classes: int, hidden: int, *,
+                 stacked: bool = False) -> None:
         super().__init__()
         head = nn.Linear(hidden, n_experts)
         nn.init.zeros_(head.weight)  # start from equal weights (= soft voting), then learn
         nn.init.zeros_(head.bias)
         self.body = nn.Sequential(nn.Linear(n_experts * (n_classes + 3), hidden), nn.ReLU(), head)
+        self.stacked = stacked
+        if stacked:
+            self.scale = nn.Parameter(torch.ones(n_experts, n_classes))
+            self.bias = nn.Parameter(torch.zeros(n_classes))
+            self.missing_bias = nn.Parameter(torch.zeros(n_experts, n_classes))
+
+    def parameter_groups(self, lr: float) -> list[dict[str, Any]]:
+        """The gate at ``lr``; the stacking layer (already fitted) at a tenth of it."""
+        groups: list[dict[str, Any]] = [{"params": list(self.body.parameters()), "lr": lr}]
+        if self.stacked:
+            groups.append({"params": [self.scale, self.bias, self.missing_bias],
+                           "lr": lr * _STACKED_LR_SHARE})
+        return groups
 
     def forward(self, summaries: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         present = mask.to(summaries.dtype).unsqueeze(-1)
@@ -47,18 +69,26 @@ def _expert_summaries(log_probs: torch.Tensor) -> torch.Tensor:
     return torch.cat([log_probs, ent, top1 - top2], dim=-1)
 
 
-def _fuse(weights: torch.Tensor, log_probs: torch.Tensor, fusion: str) -> torch.Tensor:
+def _fuse(weights: torch.Tensor, log_probs: torch.Tensor, fusion: str,
+          net: _GateNet, mask: torch.Tensor) -> torch.Tensor:
     """Fused log-probabilities; ``log_probs`` may also be ``[N, M, 1]`` true-class columns
     for the mixture (its NLL needs nothing else)."""
+    if fusion == "stacked":
+        # Per-example factors over the experts present, 1 each where the gate is neutral.
+        present = mask.to(weights.dtype)
+        factors = weights * present.sum(dim=1, keepdim=True)
+        scores = (torch.einsum("nm,nmc->nc", factors, log_probs * net.scale) + net.bias
+                  + (1.0 - present) @ net.missing_bias)
+        return torch.log_softmax(scores, dim=1)
     if fusion == "logits":
         return torch.log_softmax(torch.einsum("nm,nmc->nc", weights, log_probs), dim=1)
     return torch.logsumexp(torch.log(weights.clamp_min(1e-30)).unsqueeze(-1) + log_probs, dim=1)
 
 
 def _nll(weights: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor,
-         fusion: str) -> torch.Tensor:
-    """Mean NLL; ``targets`` is ``[N, M, 1]`` (mixture) or ``[N, M, C]`` (logits)."""
-    fused = _fuse(weights, targets, fusion)
+         fusion: str, net: _GateNet, mask: torch.Tensor) -> torch.Tensor:
+    """Mean NLL; ``targets`` is ``[N, M, 1]`` (mixture) or ``[N, M, C]`` (otherwise)."""
+    fused = _fuse(weights, targets, fusion, net, mask)
     if fusion == "mixture":
         return -fused.mean()
     return nn.functional.nll_loss(fused, labels)
@@ -74,7 +104,8 @@ class _GatingModule(nn.Module):
 
     def forward(self, log_probs: torch.Tensor, mask: torch.Tensor, logits: torch.Tensor,
                 features: list[torch.Tensor]) -> torch.Tensor:
-        return _fuse(self.gate(_expert_summaries(log_probs), mask), log_probs, self.fusion)
+        weights = self.gate(_expert_summaries(log_probs), mask)
+        return _fuse(weights, log_probs, self.fusion, self.gate, mask)
 
 
 @register_combiner("gating")
@@ -105,7 +136,7 @@ class GatingCombiner(Combiner):
         self,
         *,
         hidden: int = 32,
-        fusion: Literal["mixture", "logits"] = "mixture",
+        fusion: Literal["stacked", "mixture", "logits"] = "stacked",
         lr: float = 1e-2,
         weight_decay: float = 1e-4,
         modality_dropout: float = 0.2,
@@ -166,7 +197,8 @@ class GatingCombiner(Combiner):
         generator = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = _GateNet(len(self.expert_names_), self.n_classes_, self.hidden)
+            net = _GateNet(len(self.expert_names_), self.n_classes_, self.hidden,
+                           stacked=self.fusion == "stacked")
         device = self._torch_device()
         net.to(device)
         rows = np.arange(data.n_rows)
@@ -178,7 +210,7 @@ class GatingCombiner(Combiner):
         mask = torch.from_numpy(np.asarray(data.mask[rows])).to(device)
         with torch.no_grad():
             summaries = _expert_summaries(log_probs)
-            targets = (log_probs if self.fusion == "logits" else log_probs.gather(
+            targets = (log_probs if self.fusion != "mixture" else log_probs.gather(
                 2, labels.view(-1, 1, 1).expand(-1, log_probs.shape[1], 1)).contiguous())
         del log_probs
         order = torch.randperm(rows.size, generator=generator).to(device)
@@ -186,7 +218,9 @@ class GatingCombiner(Combiner):
         if rows.size - n_val < 1:
             n_val = 0
         val, train = order[:n_val], order[n_val:]
-        optimiser = torch.optim.AdamW(net.parameters(), lr=self.lr,
+        if net.stacked:
+            self._warm_start(net, data, y, rows[train.cpu().numpy()], seed)
+        optimiser = torch.optim.AdamW(net.parameter_groups(self.lr), lr=self.lr,
                                       weight_decay=self.weight_decay)
 
         def validation_loss() -> float:
@@ -195,7 +229,7 @@ class GatingCombiner(Combiner):
             net.eval()
             with torch.inference_mode():
                 return float(_nll(net(summaries[val], mask[val]), targets[val], labels[val],
-                                  self.fusion))
+                                  self.fusion, net, mask[val]))
 
         best = (validation_loss(), {k: v.clone() for k, v in net.state_dict().items()})
         stale, self.n_epochs_ = 0, 0
@@ -204,8 +238,9 @@ class GatingCombiner(Combiner):
             net.train()
             shuffled = train[torch.randperm(train.numel(), generator=generator).to(device)]
             for batch in shuffled.split(self.batch_size):
-                weights = net(summaries[batch], self._dropped(mask[batch], generator))
-                loss = _nll(weights, targets[batch], labels[batch], self.fusion)
+                dropped = self._dropped(mask[batch], generator)
+                weights = net(summaries[batch], dropped)
+                loss = _nll(weights, targets[batch], labels[batch], self.fusion, net, dropped)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
@@ -223,6 +258,27 @@ class GatingCombiner(Combiner):
         self.validation_nll_ = best[0] if n_val else None
         self.gate_ = net.eval()
 
+    def _warm_start(self, net: _GateNet, data: FusionData, y: np.ndarray, rows: np.ndarray,
+                    seed: int) -> None:
+        """Start the stacked fusion at classwise stacking fitted on the gate's training
+        rows (with modality dropout), so the gate only has to learn what per-example
+        weights add; early stopping keeps the start when they add nothing."""
+        mask = data.mask[rows]
+        changed, reduced = modality_dropout(mask, self.modality_dropout,
+                                            np.random.default_rng(seed))
+        log_probs = data.log_probs[rows]
+        parts = [stacking_blocks(log_probs, mask, ["log_proba"]),
+                 stacking_blocks(log_probs[changed], reduced, ["log_proba"])]
+        model = fit_torch_linear(
+            "classwise", np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1] for p in parts]), np.concatenate([y[rows], y[rows][changed]]),
+            _WARM_START_C, n_classes=self.n_classes_)
+        device = net.scale.device
+        with torch.no_grad():
+            net.scale.copy_(torch.from_numpy(model.block_coef).to(device))
+            net.missing_bias.copy_(torch.from_numpy(model.scalar_coef).to(device))
+            net.bias.copy_(torch.from_numpy(model.intercept).to(device))
+
     def _dropped(self, mask: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if self.modality_dropout <= 0:
             return mask
@@ -233,16 +289,18 @@ class GatingCombiner(Combiner):
 
     # -- prediction -------------------------------------------------------------------------
 
-    def _weights_tensor(self, data: FusionData) -> tuple[torch.Tensor, torch.Tensor]:
+    def _weights_tensor(self, data: FusionData
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         log_probs, mask = self._tensors(data)
         self.gate_.to(log_probs.device)
         with torch.inference_mode():
-            return self.gate_(_expert_summaries(log_probs), mask), log_probs
+            return self.gate_(_expert_summaries(log_probs), mask), log_probs, mask
 
     def _log_proba(self, data: FusionData) -> np.ndarray:
-        weights, log_probs = self._weights_tensor(data)
+        weights, log_probs, mask = self._weights_tensor(data)
         with torch.inference_mode():
-            return _fuse(weights, log_probs, self.fusion).cpu().numpy()
+            return _fuse(weights, log_probs, self.fusion, self.gate_,
+                         mask).cpu().numpy()
 
     def fusion_module(self) -> nn.Module:
         return _GatingModule(self.gate_, self.fusion)
@@ -269,7 +327,8 @@ class GatingCombiner(Combiner):
 
     def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any],
                  directory: Any) -> None:
-        net = _GateNet(len(self.expert_names_), self.n_classes_, self.hidden)
+        net = _GateNet(len(self.expert_names_), self.n_classes_, self.hidden,
+                       stacked=self.fusion == "stacked")
         tensors = {k[len("gate."):]: torch.as_tensor(v) for k, v in arrays.items()
                    if k.startswith("gate.")}
         try:

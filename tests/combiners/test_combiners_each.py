@@ -141,12 +141,27 @@ def test_gate_weights_are_masked_and_normalised(small_set) -> None:
 
 def test_gate_trusts_the_reliable_expert(train_set) -> None:
     logits, y = train_set
-    gate = GatingCombiner(max_epochs=6, max_rows=2000).fit(logits, y)  # trains on 2000 rows
+    # The mixture gate alone must learn which expert to trust (the stacked one's classwise
+    # layer knows it already); trains on 2000 rows.
+    gate = GatingCombiner(max_epochs=6, max_rows=2000, fusion="mixture").fit(logits, y)
     weights = gate.gate_weights(logits)
     top = logits.logits["image"].argmax(1)
     # When the image expert names one of its own classes (y % 3 == 0) it is usually right.
     own = (top % 3) == 0
     assert weights[own, 0].mean() > weights[~own, 0].mean() + 0.2
+
+
+def test_stacked_gate_starts_at_classwise_stacking_and_keeps_up(train_set, test_set) -> None:
+    logits, y = train_set
+    test, y_test = test_set
+    untrained = GatingCombiner(max_epochs=1, patience=1).fit(logits, y)
+    stacking = StackingCombiner(Cs=(1.0,), pattern_guard=False).fit(logits, y)
+    gate = GatingCombiner(pattern_guard=False).fit(logits, y)
+    accuracy = {name: float((c.predict(test) == y_test).mean())
+                for name, c in {"gate": gate, "stacking": stacking}.items()}
+    assert accuracy["gate"] >= accuracy["stacking"] - 0.01, accuracy
+    # The warm start is classwise stacking: its per-expert class weights are not all 1.
+    assert not np.allclose(untrained.gate_.scale.detach().numpy(), 1.0)
 
 
 # -- ensemble selection ---------------------------------------------------------------------
