@@ -10,8 +10,13 @@ missing indicators). Two structures:
 - ``"full"``: the classical stacker, a dense map of every column,
   ``s = flatten(blocks) @ W + scalars @ V + b`` (``O(N * B * C^2)`` per step).
 
-The objective is scikit-learn's: ``C * sum(NLL) + ||weights||^2 / 2`` (intercepts are not
-penalised), i.e. the mean NLL plus ``||weights||^2 / (2 C N)``.
+The objective is scikit-learn's, ``C * sum(NLL) + ||weights - prior||^2 / 2`` (intercepts
+are not penalised), i.e. the mean NLL plus ``||weights - prior||^2 / (2 C N)``, with one
+difference: the classwise block weights are pulled toward the product of experts (``1 / B``
+each), not toward zero, so a strongly regularised stacker (small ``C``, chosen when rows are
+few) degrades into geometric voting over the experts rather than into the class prior. The
+scalar weights (meta-features, missing indicators) and full-structure weights are pulled
+toward zero as in scikit-learn.
 """
 
 from __future__ import annotations
@@ -97,14 +102,19 @@ def _scores(structure: str, params: Sequence[torch.Tensor], blocks: torch.Tensor
     return torch.addmm(scores + intercept, scalars, scalar_coef)
 
 
+def _block_prior(structure: str, n_blocks: int, n_classes: int) -> torch.Tensor:
+    """Where the block weights start and what the L2 penalty pulls them toward: classwise,
+    the product of experts (geometric voting, every block weighted ``1 / B``), so a model
+    regularised hard (few rows) pools the experts instead of ignoring them; full, zero."""
+    if structure == "classwise":
+        return torch.full((n_blocks, n_classes), 1.0 / max(n_blocks, 1))
+    return torch.zeros(n_blocks * n_classes, n_classes)
+
+
 def _initial(structure: str, n_blocks: int, n_scalars: int,
              n_classes: int) -> list[torch.Tensor]:
-    if structure == "classwise":
-        # Start from the product of experts (geometric voting): every block weighted 1 / B.
-        block = torch.full((n_blocks, n_classes), 1.0 / max(n_blocks, 1))
-    else:
-        block = torch.zeros(n_blocks * n_classes, n_classes)
-    return [block, torch.zeros(n_scalars, n_classes), torch.zeros(n_classes)]
+    return [_block_prior(structure, n_blocks, n_classes), torch.zeros(n_scalars, n_classes),
+            torch.zeros(n_classes)]
 
 
 def _block_scores(structure: str, blocks: torch.Tensor, coef: torch.Tensor,
@@ -175,6 +185,7 @@ def fit_torch_linear(
         params = _initial(structure, blocks.shape[1], scalars.shape[1], n_classes)
     params[2] = params[2] + offset(params[0], params[1])  # raw intercept -> centred one
     penalty = 1.0 / (2.0 * float(C) * n_rows)
+    prior = _block_prior(structure, blocks.shape[1], n_classes)
     rows = torch.arange(target.shape[0])
     optimiser = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, tolerance_grad=tol,
                                   tolerance_change=1e-9, history_size=10,
@@ -194,11 +205,13 @@ def fit_torch_linear(
         residual[rows, target] -= 1.0 / n_rows
         total = residual.sum(0)
         params[0].grad = (_block_gradient(structure, x_blocks, residual)
-                          - _outer(structure, flat_mean, total) + 2 * penalty * block_coef)
+                          - _outer(structure, flat_mean, total)
+                          + 2 * penalty * (block_coef - prior))
         params[1].grad = (x_scalars.t() @ residual - scalar_mean[:, None] * total
                           + 2 * penalty * scalar_coef)
         params[2].grad = total
-        return loss + penalty * (block_coef.square().sum() + scalar_coef.square().sum())
+        return loss + penalty * ((block_coef - prior).square().sum()
+                                 + scalar_coef.square().sum())
 
     with torch.no_grad():
         optimiser.step(closure)

@@ -32,7 +32,7 @@ from .selection import EnsembleSelection
 from .stacking import StackingCombiner
 from .voting import VotingCombiner
 
-__all__ = ["DEFAULT_CANDIDATES", "AutoCombiner"]
+__all__ = ["DEFAULT_CHOICES", "AutoCombiner"]
 
 _CHOSEN_DIR = "chosen"
 _SKLEARN_MAX_ITER = 1000
@@ -55,8 +55,8 @@ _MENU: Mapping[str, _Factory] = {
     "gating": lambda names: [("gating", GatingCombiner())],
     "feature_stacking": lambda names: [("feature_stacking", FeatureStacking())],
 }
-#: What ``candidates=None`` tries.
-DEFAULT_CANDIDATES: tuple[str, ...] = tuple(_MENU)
+#: What ``choices=None`` tries.
+DEFAULT_CHOICES: tuple[str, ...] = tuple(_MENU)
 _METRICS = ("accuracy", "nll")
 
 
@@ -78,7 +78,7 @@ def _candidates(names: Sequence[str], expert_names: tuple[str, ...]
 class AutoCombiner(Combiner):
     """Cross-validates every candidate on the fit logits and keeps the best.
 
-    ``candidates``: names from the menu ``"experts"`` (each expert alone: the best expert
+    ``choices``: names from the menu ``"experts"`` (each expert alone: the best expert
     as a baseline), ``"average"`` (plain probability averaging), ``"voting"`` (fitted
     weights), ``"selection"``, ``"sklearn_stacking"`` (scikit-learn's stacker: a
     ``LogisticRegression`` on the experts' log-probabilities), ``"stacking"``, ``"gating"``,
@@ -101,7 +101,7 @@ class AutoCombiner(Combiner):
         >>> y = rng.integers(0, 3, 300)
         >>> logits = {"image": 3 * np.eye(3)[y] + rng.normal(size=(300, 3)),
         ...           "text": rng.normal(size=(300, 3))}
-        >>> auto = AutoCombiner(candidates=["experts", "average", "stacking"]).fit(logits, y)
+        >>> auto = AutoCombiner(choices=["experts", "average", "stacking"]).fit(logits, y)
         >>> auto.chosen_ in {"expert:image", "stacking"}
         True
     """
@@ -114,14 +114,14 @@ class AutoCombiner(Combiner):
     def __init__(
         self,
         *,
-        candidates: Sequence[str] | None = None,
+        choices: Sequence[str] | None = None,
         cv: int = 5,
         metric: str = "accuracy",
         calibrate: bool = False,
         pattern_guard: bool = True,
         random_state: int | None = 0,
     ) -> None:
-        self.candidates = candidates
+        self.choices = choices
         self.cv = cv
         self.metric = metric
         self.calibrate = calibrate
@@ -134,17 +134,17 @@ class AutoCombiner(Combiner):
             raise ConfigError(f"cv must be an integer >= 2, got {self.cv!r}.")
         names = self._candidate_names()
         if not names or not all(isinstance(n, str) for n in names):
-            raise ConfigError(f"candidates must be a non-empty list of names, got {names!r}.")
+            raise ConfigError(f"choices must be a non-empty list of names, got {names!r}.")
         known = set(_MENU) | set(list_combiners())
         unknown = [n for n in names if n not in known or n == self.registry_name]
         if unknown:
             raise ConfigError(
-                f"auto cannot try {unknown!r}; candidates are {sorted(_MENU)!r} or the "
+                f"auto cannot try {unknown!r}; choices are {sorted(_MENU)!r} or the "
                 f"registered combiners {sorted(set(list_combiners()) - {'auto'})!r}."
             )
 
     def _candidate_names(self) -> list[str]:
-        return list(DEFAULT_CANDIDATES if self.candidates is None else self.candidates)
+        return list(DEFAULT_CHOICES if self.choices is None else self.choices)
 
     # -- fitting ----------------------------------------------------------------------------
 
@@ -178,9 +178,11 @@ class AutoCombiner(Combiner):
         self.cv_results_ = results
 
     def _folds(self, y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        splitter = StratifiedKFold(self.cv, shuffle=True,
-                                   random_state=0 if self.random_state is None
-                                   else int(self.random_state))
+        """Stratified folds; fewer than ``cv`` (``cv_`` records how many) when even the
+        largest class has fewer rows than ``cv``."""
+        seed = 0 if self.random_state is None else int(self.random_state)
+        self.cv_ = max(2, min(self.cv, int(np.bincount(y).max())))
+        splitter = StratifiedKFold(self.cv_, shuffle=True, random_state=seed)
         with warnings.catch_warnings():  # classes rarer than the folds are fine here
             warnings.simplefilter("ignore", UserWarning)
             return list(splitter.split(np.zeros(y.size), y))
@@ -233,11 +235,14 @@ class AutoCombiner(Combiner):
             "best_expert": max(experts, key=lambda r: r["accuracy"]) if experts else None,
             "average": average[0] if average else None,
         }
-        why = f"{self.cv}-fold CV accuracy {_pct(self._winner())}"
+        why = f"{self.cv_}-fold CV accuracy {_pct(self._winner())}"
         for label, row in reference.items():
             if row is not None and row["name"] != self.chosen_:
-                why += f"; {label.replace('_', ' ')} ({row['name']}) {_pct(row)}"
-        return {**super().summary(), "chose": self.chosen_, "why": why,
+                named = "" if row["name"] == label else f" ({row['name']})"
+                why += f"; {label.replace('_', ' ')}{named} {_pct(row)}"
+        chosen = self.chosen_combiner_.summary()
+        chosen.pop("name", None)
+        return {**super().summary(), **chosen, "chose": self.chosen_, "why": why,
                 "cv": [{k: r[k] for k in ("name", "accuracy", "nll") if k in r}
                        for r in self.cv_results_]}
 
@@ -250,11 +255,12 @@ class AutoCombiner(Combiner):
         self.chosen_combiner_.save(directory / _CHOSEN_DIR)
 
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        return {}, {"chosen": self.chosen_, "cv_results": self.cv_results_}
+        return {}, {"chosen": self.chosen_, "cv_results": self.cv_results_, "cv": self.cv_}
 
     def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any],
                  directory: Path) -> None:
         self.chosen_ = str(state["chosen"])
+        self.cv_ = int(state["cv"])
         self.cv_results_ = list(state["cv_results"])
         if sum(bool(r.get("chosen")) for r in self.cv_results_) != 1:
             raise ValueError("cv_results must mark exactly one chosen candidate")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.preprocessing import StandardScaler
 
-from ..exceptions import InvalidLogitsError
+from ..exceptions import ConfigError, InvalidLogitsError
 from ._checks import check_rate
 from ._design import modality_dropout
 from ._sklearn_io import (
@@ -29,7 +30,10 @@ from .registry import register_combiner
 
 __all__ = ["FeatureStacking"]
 
-_TORCH = "torch"
+_TORCH = "torch"  # format of earlier saves: a "full" model on the features alone
+_TORCH_CLASSWISE = "torch_classwise"
+_HOLDOUT_SHARE = 1 / 3
+_MIN_SELECTION_ROWS = 30
 
 
 @register_combiner("feature_stacking")
@@ -37,10 +41,16 @@ class FeatureStacking(Combiner):
     """The classical recipe: standardise each expert's embedding, concatenate, classify.
 
     Reads ``LogitSet.features`` (compute them with ``LogitSet.from_experts(...,
-    features=True)``). ``classifier``: any scikit-learn classifier, default
-    ``LogisticRegression(C=1.0)``; ``sklearn.svm.SVC(probability=True)`` is the classical
-    option (it cannot be saved without pickle; linear models can).
-    ``include_log_proba`` also appends the experts' (optionally calibrated) log-probabilities.
+    features=True)``). ``classifier=None`` (default) is a torch multinomial logistic
+    regression that reads the standardised features and, classwise, each expert's
+    log-probabilities: its expert weights are pulled toward pooling the experts (geometric
+    voting) and its feature weights toward zero, with the inverse strength ``C`` chosen
+    from ``Cs`` by NLL on a 1/3 holdout (``C_``; the smallest below 30 rows), so with few
+    rows it degrades into pooling the experts instead of overfitting thousands of feature
+    columns. ``classifier`` may also be any scikit-learn classifier;
+    ``sklearn.svm.SVC(probability=True)`` is the classical option (it cannot be saved
+    without pickle; linear models can). ``include_log_proba`` appends the experts'
+    (optionally calibrated) log-probabilities to a scikit-learn classifier's columns.
 
     Missing experts: their standardised features are zero-filled (the training mean) and a
     missing-indicator column is added; ``modality_dropout`` appends training copies with
@@ -63,6 +73,7 @@ class FeatureStacking(Combiner):
         self,
         *,
         classifier: BaseEstimator | None = None,
+        Cs: Sequence[float] = (0.01, 0.1, 1.0),
         include_log_proba: bool = False,
         modality_dropout: float = 0.15,
         calibrate: bool = False,
@@ -70,6 +81,7 @@ class FeatureStacking(Combiner):
         random_state: int | None = 0,
     ) -> None:
         self.classifier = classifier
+        self.Cs = Cs
         self.include_log_proba = include_log_proba
         self.modality_dropout = modality_dropout
         self.calibrate = calibrate
@@ -80,6 +92,8 @@ class FeatureStacking(Combiner):
         if self.classifier is not None:
             check_classifier(self.classifier, "classifier")
         check_rate("modality_dropout", self.modality_dropout)
+        if not self.Cs or any(not float(c) > 0 for c in self.Cs):
+            raise ConfigError(f"Cs must be positive numbers, got {self.Cs!r}.")
 
     def _embeddings(self, data: FusionData) -> list[np.ndarray]:
         features = data.logits.features or {}
@@ -101,6 +115,14 @@ class FeatureStacking(Combiner):
                     )
         return arrays
 
+    def _blocks(self, data: FusionData, rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The experts' log-probabilities ``[N, M, C]``, zero where absent (classwise)."""
+        return data.log_probs[rows] * mask[:, :, None]
+
+    @property
+    def _classwise(self) -> bool:
+        return self.classifier is None
+
     def _design(self, data: FusionData, rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
         blocks = [
             _standardise(scaler, array[rows]) * mask[:, [j]]
@@ -109,7 +131,7 @@ class FeatureStacking(Combiner):
             )
         ]
         blocks.append(1.0 - mask.astype(np.float32))
-        if self.include_log_proba:
+        if self.include_log_proba and not self._classwise:
             log_probs = data.log_probs[rows] * mask[:, :, None]
             blocks.append(log_probs.reshape(rows.size, -1) if rows.size else
                           np.zeros((0, log_probs.shape[1] * log_probs.shape[2]), np.float32))
@@ -123,23 +145,54 @@ class FeatureStacking(Combiner):
             self.scalers_.append(StandardScaler().fit(array[present] if present.any() else array))
         self.feature_dims_ = tuple(int(a.shape[1]) for a in embeddings)
         rng = np.random.default_rng(self.random_state)
-        everything = np.arange(data.n_rows)
-        changed, reduced = modality_dropout(data.mask, self.modality_dropout, rng)
-        design = np.concatenate([
-            self._design(data, everything, data.mask),
-            self._design(data, changed, reduced),
-        ])
-        labels = np.concatenate([y, y[changed]])
-        if self.classifier is None:
-            self.classifier_ = fit_torch_linear("full", None, design, labels, 1.0,
-                                                n_classes=self.n_classes_, max_iter=200)
-        else:
+        if not self._classwise:
+            design, _, labels = self._training_set(data, y, np.arange(data.n_rows), rng)
             self.classifier_ = fit_quietly(clone(self.classifier), design, labels)
+            return
+        self.C_ = self._select_C(data, y, rng)
+        design, blocks, labels = self._training_set(data, y, np.arange(data.n_rows), rng)
+        self.classifier_ = fit_torch_linear("classwise", blocks, design, labels, self.C_,
+                                            n_classes=self.n_classes_, max_iter=200)
+
+    def _training_set(self, data: FusionData, y: np.ndarray, rows: np.ndarray,
+                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Design, log-probability blocks and labels of ``rows`` plus their copies with
+        experts dropped (modality dropout)."""
+        mask = data.mask[rows]
+        changed, reduced = modality_dropout(mask, self.modality_dropout, rng)
+        design = np.concatenate([self._design(data, rows, mask),
+                                 self._design(data, rows[changed], reduced)])
+        blocks = np.concatenate([self._blocks(data, rows, mask),
+                                 self._blocks(data, rows[changed], reduced)])
+        return design, blocks, np.concatenate([y[rows], y[rows][changed]])
+
+    def _select_C(self, data: FusionData, y: np.ndarray, rng: np.random.Generator) -> float:
+        """``C`` with the lowest NLL on a 1/3 holdout (the data choose how far the model
+        may move from pooling the experts); the largest ``C`` below 30 rows."""
+        if len(self.Cs) == 1 or data.n_rows < _MIN_SELECTION_ROWS:
+            return float(min(self.Cs)) if data.n_rows < _MIN_SELECTION_ROWS else float(
+                self.Cs[0])
+        rows = rng.permutation(data.n_rows)
+        n_held = int(rows.size * _HOLDOUT_SHARE)
+        test, train = np.sort(rows[:n_held]), np.sort(rows[n_held:])
+        design, blocks, labels = self._training_set(data, y, train, rng)
+        held_design = self._design(data, test, data.mask[test])
+        held_blocks = self._blocks(data, test, data.mask[test])
+        losses = []
+        for C in self.Cs:
+            model = fit_torch_linear("classwise", blocks, design, labels, float(C),
+                                     n_classes=self.n_classes_, max_iter=200)
+            losses.append(-model.log_proba(held_blocks, held_design)[np.arange(test.size),
+                                                                     y[test]].mean())
+        return float(self.Cs[int(np.argmin(losses))])
 
     def _log_proba(self, data: FusionData) -> np.ndarray:
-        design = self._design(data, np.arange(data.n_rows), data.mask)
+        rows = np.arange(data.n_rows)
+        design = self._design(data, rows, data.mask)
         if isinstance(self.classifier_, TorchLinear):
-            return self.classifier_.log_proba(None, design)
+            blocks = (self._blocks(data, rows, data.mask)
+                      if self.classifier_.structure == "classwise" else None)
+            return self.classifier_.log_proba(blocks, design)
         return full_log_proba(self.classifier_, design, self.n_classes_)
 
     def fusion_module(self) -> torch.nn.Module:
@@ -150,28 +203,36 @@ class FeatureStacking(Combiner):
 
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         if isinstance(self.classifier_, TorchLinear):
-            arrays, spec = self.classifier_.arrays("classifier"), _TORCH
+            arrays = self.classifier_.arrays("classifier")
+            spec = _TORCH_CLASSWISE if self.classifier_.structure == "classwise" else _TORCH
         else:
             arrays = estimator_arrays(self.classifier_, "classifier")
             spec = encode_estimator(self.classifier_)
         for modality, scaler in zip(self.expert_names_, self.scalers_, strict=True):
             arrays.update(scaler_arrays(scaler, f"scaler.{modality}"))
-        return arrays, {"classifier": spec, "feature_dims": list(self.feature_dims_)}
+        return arrays, {"classifier": spec, "feature_dims": list(self.feature_dims_),
+                        "C": getattr(self, "C_", None)}
 
     def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any],
                  directory: Any) -> None:
         self.feature_dims_ = tuple(int(d) for d in state["feature_dims"])
+        if state.get("C") is not None:
+            self.C_ = float(state["C"])
         self.scalers_ = [restore_scaler(arrays, f"scaler.{m}") for m in self.expert_names_]
         if tuple(s.n_features_in_ for s in self.scalers_) != self.feature_dims_:
             raise ValueError("scaler sizes do not match the recorded feature dimensions")
-        expected = sum(self.feature_dims_) + len(self.expert_names_) * (
-            1 + self.n_classes_ * self.include_log_proba
-        )
-        if state["classifier"] == _TORCH:
+        n_experts = len(self.expert_names_)
+        appended = self.include_log_proba and state["classifier"] != _TORCH_CLASSWISE
+        expected = sum(self.feature_dims_) + n_experts * (1 + self.n_classes_ * appended)
+        if state["classifier"] in (_TORCH, _TORCH_CLASSWISE):
             if self.classifier is not None:
                 raise ValueError("the artifact holds a torch classifier but params name one")
-            self.classifier_ = TorchLinear.from_arrays("full", arrays, "classifier")
+            structure = "classwise" if state["classifier"] == _TORCH_CLASSWISE else "full"
+            self.classifier_ = TorchLinear.from_arrays(structure, arrays, "classifier")
             n_features = self.classifier_.n_scalars
+            blocks = self.classifier_.n_blocks if structure == "classwise" else 0
+            if blocks not in (0, n_experts) or (structure == "classwise") != (blocks > 0):
+                raise ValueError(f"classifier reads {blocks} expert blocks, expected {n_experts}")
         else:
             self.classifier_ = restore_estimator(state["classifier"], arrays, "classifier")
             n_features = self.classifier_.n_features_in_
@@ -184,7 +245,8 @@ class _FeatureStackingModule(torch.nn.Module):
 
     def __init__(self, combiner: FeatureStacking) -> None:
         super().__init__()
-        self.include_log_proba = combiner.include_log_proba
+        self.include_log_proba = (combiner.include_log_proba
+                                  and not isinstance(combiner.classifier_, TorchLinear))
         for j, scaler in enumerate(combiner.scalers_):
             self.register_buffer(f"mean_{j}", torch.as_tensor(scaler.mean_, dtype=torch.float32))
             self.register_buffer(f"scale_{j}",
@@ -203,7 +265,10 @@ class _FeatureStackingModule(torch.nn.Module):
         if self.include_log_proba:
             blocks.append((log_probs * present.unsqueeze(-1)).flatten(1))
         design = torch.cat(blocks, dim=1)
-        return self.model(None, design) if self.linear else self.model(design)
+        if not self.linear:
+            return self.model(design)
+        classwise = self.model.structure == "classwise"
+        return self.model(log_probs * present.unsqueeze(-1) if classwise else None, design)
 
 
 def _standardise(scaler: StandardScaler, array: np.ndarray) -> np.ndarray:

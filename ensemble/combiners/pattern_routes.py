@@ -11,9 +11,10 @@ the bits ``sum(mask[j] << j)``) maps to one of:
   probabilities.
 
 A pattern with one expert always routes to that expert (nothing to fuse). For patterns with
-two or more, :func:`fit_routes` (the *pattern guard*) fits a copy of the combiner on two
-thirds of the fit rows and scores it on the other third, masked down to each pattern,
-against each present expert alone and their plain average. A pattern moves away from
+two or more, :func:`fit_routes` (the *pattern guard*) scores copies of the combiner on
+held-out fit rows (3-fold cross-validation up to 3000 rows, so every row is held out once;
+beyond that one split of at most 6000 rows, a third held out), masked down to each
+pattern, against each present expert alone and their plain average. A pattern moves away from
 fusion only when an alternative is better beyond the noise: with ``b`` held-out rows that
 the alternative gets right and the fused answer wrong, and ``c`` the reverse, the
 alternative must win by ``b - c > sqrt(b + c)`` (one standard deviation of the paired
@@ -55,9 +56,12 @@ MAX_ROUTED_EXPERTS = 16
 #: The guard fits its copy on at most this many rows (two thirds of them) and checks on
 #: the rest, so it costs at most a small fixed fit however large the fit data.
 GUARD_ROWS = 6000
+#: Up to this many fit rows the guard cross-validates (every row held out once).
+CV_ROWS = 3000
 #: A pattern is checked only when at least this many held-out rows can show it.
-MIN_PATTERN_ROWS = 20
+MIN_PATTERN_ROWS = 10
 _HOLDOUT_SHARE = 1 / 3
+_FOLDS = 3
 _ALL_PATTERNS_UP_TO = 5
 
 
@@ -153,55 +157,89 @@ def _checked_patterns(mask: np.ndarray) -> list[int]:
     return [int(code) for code in codes if int(code).bit_count() >= 2]
 
 
+def _guard_splits(n_rows: int, rng: np.random.Generator
+                  ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, held-out) row splits: ``_FOLDS``-fold over every row up to
+    :data:`CV_ROWS` rows (each row held out once), else one split of at most
+    :data:`GUARD_ROWS` rows, a third held out."""
+    rows = rng.permutation(n_rows)
+    if n_rows <= CV_ROWS:
+        folds = np.array_split(rows, _FOLDS)
+        return [(np.sort(np.concatenate(folds[:k] + folds[k + 1:])), np.sort(folds[k]))
+                for k in range(_FOLDS)]
+    rows = rows[:GUARD_ROWS]
+    n_held = int(rows.size * _HOLDOUT_SHARE)
+    return [(np.sort(rows[n_held:]), np.sort(rows[:n_held]))]
+
+
+def _held_out_answers(copy: Combiner, held_set: LogitSet, codes: list[int]
+                      ) -> dict[int, tuple[np.ndarray, dict[int, np.ndarray]]]:
+    """Per pattern: the held-out rows that can show it, and each answer's ``[n, C]`` scores
+    there (``FUSE``: the combiner masked down to the pattern; ``j``: expert ``j``; ``M``:
+    the plain average)."""
+    names = held_set.expert_names
+    n_experts = len(names)
+    mask = np.asarray(held_set.mask)
+    temperatures = np.asarray(copy.temperatures_, dtype=np.float64)
+    log_probs = np.stack([log_softmax(held_set.logits[m].astype(np.float64) / temperatures[j])
+                          for j, m in enumerate(names)], axis=1)
+    answers = {}
+    for code in codes:
+        members = [j for j in range(n_experts) if code >> j & 1]
+        rows = np.flatnonzero(mask[:, members].all(axis=1))
+        if rows.size == 0:
+            continue
+        pattern_mask = np.zeros((rows.size, n_experts), dtype=bool)
+        pattern_mask[:, members] = True
+        scores = {FUSE: copy.predict_logits(held_set.subset(rows).with_mask(pattern_mask))}
+        scores.update({j: log_probs[rows, j] for j in members})
+        scores[n_experts] = np.log(np.exp(log_probs[rows][:, members]).mean(axis=1))
+        answers[code] = (rows, scores)
+    return answers
+
+
 def fit_routes(combiner: Combiner, logit_set: LogitSet, labels: np.ndarray, *,
                seed: int) -> tuple[np.ndarray, list[PatternCheck]]:
     """The pattern guard (see the module docstring): routes for ``combiner`` (unfitted;
-    fitted here on a copy) on ``logit_set`` with integer ``labels``, and what it measured.
+    fitted here on copies) on ``logit_set`` with integer ``labels``, and what it measured.
     Too few rows to check a pattern leave it fused."""
     names = logit_set.expert_names
     n_experts = len(names)
     if n_experts > MAX_ROUTED_EXPERTS:
         raise ValueError(f"pattern routes cover at most {MAX_ROUTED_EXPERTS} experts")
     routes = default_routes(n_experts)
-    rng = np.random.default_rng(seed)
-    rows = rng.permutation(logit_set.n_rows)[:GUARD_ROWS]
-    n_held = int(rows.size * _HOLDOUT_SHARE)
-    if n_held < MIN_PATTERN_ROWS or n_experts < 2:
+    if n_experts < 2 or logit_set.n_rows < MIN_PATTERN_ROWS:
         return routes, []
-    held, train = np.sort(rows[:n_held]), np.sort(rows[n_held:])
-    copy = _without_guard(combiner).fit(logit_set.subset(train), labels[train])
-    held_set = logit_set.subset(held)
-    y = labels[held]
-    mask = np.asarray(held_set.mask)
-    temperatures = np.asarray(copy.temperatures_, dtype=np.float64)
-    log_probs = np.stack([log_softmax(held_set.logits[m].astype(np.float64) / temperatures[j])
-                          for j, m in enumerate(names)], axis=1)
+    codes = _checked_patterns(np.asarray(logit_set.mask))
+    right: dict[int, dict[int, list[np.ndarray]]] = {}
+    for train, held in _guard_splits(logit_set.n_rows, np.random.default_rng(seed)):
+        copy = _without_guard(combiner).fit(logit_set.subset(train), labels[train])
+        for code, (rows, scores) in _held_out_answers(copy, logit_set.subset(held),
+                                                      codes).items():
+            y = labels[held][rows]
+            for option, values in scores.items():
+                right.setdefault(code, {}).setdefault(option, []).append(
+                    values.argmax(axis=1) == y)
     checks: list[PatternCheck] = []
-    for code in _checked_patterns(mask):
-        members = [j for j in range(n_experts) if code >> j & 1]
-        rows_p = np.flatnonzero(mask[:, members].all(axis=1))
-        if rows_p.size < MIN_PATTERN_ROWS:
+    for code in codes:
+        if code not in right:
             continue
-        pattern_mask = np.zeros((rows_p.size, n_experts), dtype=bool)
-        pattern_mask[:, members] = True
-        fused_right = copy.predict_logits(
-            held_set.subset(rows_p).with_mask(pattern_mask)).argmax(axis=1) == y[rows_p]
-        options = {j: log_probs[rows_p, j] for j in members}
-        options[n_experts] = np.log(np.exp(log_probs[rows_p][:, members]).mean(axis=1))
-        right = {option: scores.argmax(axis=1) == y[rows_p]
-                 for option, scores in options.items()}
+        correct = {option: np.concatenate(parts) for option, parts in right[code].items()}
+        fused_right = correct.pop(FUSE)
+        if fused_right.size < MIN_PATTERN_ROWS:
+            continue
         best, best_margin = FUSE, 0.0
-        for option, correct in right.items():
-            wins = int((correct & ~fused_right).sum())
-            losses = int((fused_right & ~correct).sum())
+        for option, option_right in correct.items():
+            wins = int((option_right & ~fused_right).sum())
+            losses = int((fused_right & ~option_right).sum())
             margin = (wins - losses) - math.sqrt(wins + losses)
             if margin > best_margin:
                 best, best_margin = option, margin
-        alternative = best if best != FUSE else max(right, key=lambda o: right[o].sum())
-        alt_right = right[alternative]
+        alternative = best if best != FUSE else max(correct, key=lambda o: correct[o].sum())
+        alt_right = correct[alternative]
         routes[code] = best
         checks.append(PatternCheck(
-            pattern=pattern_name(code, names), rows=int(rows_p.size),
+            pattern=pattern_name(code, names), rows=int(fused_right.size),
             fused_accuracy=float(fused_right.mean()),
             alternative=describe_route(alternative, names),
             alternative_accuracy=float(alt_right.mean()),

@@ -54,7 +54,7 @@ def test_user_and_fitted_weights(train_set) -> None:
 
 def test_geometric_is_product_of_experts(small_set) -> None:
     logits, y = small_set
-    voter = VotingCombiner(method="geometric").fit(logits, y)
+    voter = VotingCombiner(method="geometric", pattern_guard=False).fit(logits, y)
     mean = sum(log_softmax(a.astype(np.float64)) for a in logits.logits.values()) / 3
     expected = log_softmax(mean)
     np.testing.assert_allclose(voter.predict_logits(logits), expected, atol=1e-5)
