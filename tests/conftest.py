@@ -69,7 +69,7 @@ def _load(name: str) -> ModuleType:
     return module
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def benchmark_script() -> Callable[[str], ModuleType]:
     """``benchmark_script("combiners")`` imports ``benchmarks/combiners.py``."""
     return _load
