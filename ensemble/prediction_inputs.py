@@ -223,6 +223,7 @@ class PredictorInputs:
         """Per example: the fused prediction, each expert's own probabilities and how the
         combiner weighed its inputs (``weights``: ``[N, K]`` and the K names, or None)."""
         mask = np.asarray(logit_set.mask)
+        combiner = {k: v for k, v in self.combiner.summary().items() if k != "cv"}
         rows = []
         for i in range(logit_set.n_rows):
             experts = {}
@@ -239,6 +240,7 @@ class PredictorInputs:
                 "weights": None if weights is None else dict(zip(weights[1], weights[0][i].tolist(),
                                                                  strict=True)),
                 "weights_kind": kind,
+                "combiner": combiner,
             })
         return rows
 

@@ -75,6 +75,8 @@ DATA_SOURCES: dict[str, str] = {
 }
 
 #: Loader options that hold local paths (checked for ``..``; see :func:`_resolve_data_paths`).
+#: The bundle's combiner when a recipe names none (fitted too if the recipe lacks it).
+DEFAULT_BUNDLE_COMBINER = "auto"
 _PATH_OPTIONS = ("path_or_name", "data_files", "image_root", "image_path_template", "cache_dir",
                  "tarball")
 
@@ -172,7 +174,8 @@ class CombinerConfig:
 
 @dataclass
 class BundleConfig:
-    """The saved predictor: which combiner (a label; empty = the first) and batch size."""
+    """The saved predictor: which combiner (a label; empty = ``auto``, which is then
+    fitted too if the recipe does not list it) and batch size."""
 
     combiner: str = ""
     batch_size: int = 32
@@ -226,7 +229,7 @@ class Recipe:
 
     @property
     def bundle_combiner(self) -> str:
-        return self.bundle.combiner or self.combiners[0].label
+        return self.bundle.combiner
 
 
 # -- parsing ------------------------------------------------------------------------------
@@ -462,6 +465,10 @@ def _validate(recipe: Recipe) -> None:
         _check_expert(name, expert, recipe.seed)
     if not recipe.combiners:
         raise ConfigError("combiners is empty; list at least one (e.g. combiners: [voting]).")
+    if not recipe.bundle.combiner:
+        recipe.bundle.combiner = DEFAULT_BUNDLE_COMBINER
+        if all((c.label or c.name) != DEFAULT_BUNDLE_COMBINER for c in recipe.combiners):
+            recipe.combiners.append(CombinerConfig(DEFAULT_BUNDLE_COMBINER))
     labels: list[str] = []
     for i, entry in enumerate(recipe.combiners):
         entry.label = entry.label or entry.name

@@ -17,6 +17,7 @@ right") bound on one labelled :class:`~ensemble.logits.LogitSet` and writes
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ __all__ = [
 ]
 
 #: Bump when the report's content changes, so ``ensemble run`` rebuilds old reports.
-REPORT_VERSION = 2
+REPORT_VERSION = 3  # 3: every partial pattern; combiners' summaries
 _LEADERBOARD_METRICS = ("accuracy", "macro_f1", "nll", "ece")
 _ORACLE = "oracle (any expert right)"
 
@@ -169,13 +170,24 @@ def versus_best_expert(
     return result
 
 
+_ALL_PATTERNS_UP_TO = 5
+
+
 def _patterns(modalities: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Availability patterns as boolean rows over ``modalities``: all, then each alone."""
-    everything = "both" if len(modalities) == 2 else "all"
-    patterns = {everything: np.ones(len(modalities), dtype=bool)}
-    if len(modalities) > 1:
+    """Availability patterns as boolean rows over ``modalities``: all, then (up to five
+    experts) every partial pattern, largest first, then each expert alone."""
+    n = len(modalities)
+    everything = "both" if n == 2 else "all"
+    patterns = {everything: np.ones(n, dtype=bool)}
+    if n <= _ALL_PATTERNS_UP_TO:
+        for size in range(n - 1, 1, -1):
+            for members in itertools.combinations(range(n), size):
+                keep = np.zeros(n, dtype=bool)
+                keep[list(members)] = True
+                patterns["+".join(modalities[j] for j in members)] = keep
+    if n > 1:
         for j, name in enumerate(modalities):
-            patterns[f"{name} only"] = np.eye(len(modalities), dtype=bool)[j]
+            patterns[f"{name} only"] = np.eye(n, dtype=bool)[j]
     return patterns
 
 
@@ -273,6 +285,7 @@ def write_report(
                                                  confidence=config.confidence, seed=config.seed),
         "per_class": per_class(y, probas[best], names),
         "patterns": by_pattern(logits, y, combiners),
+        "combiners": {label: c.summary() for label, c in combiners.items()},
         "plots": {},
     }
     directory = Path(directory)
@@ -431,6 +444,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
              *(f"{p['models'][m]['accuracy']:.3f}" if m in p["models"] else "–" for m in models)]
             for name, p in patterns.items()]
     lines += ["Accuracy:", "", *_md_table(header, rows), ""]
+    lines += _combiner_lines(result.get("combiners") or {})
     lines += [f"## Per class: {result['best_combiner']}", ""]
     lines += _md_table(["class", "precision", "recall", "F1", "support"], [
         [name, f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", str(r["support"])]
@@ -439,6 +453,24 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         lines += ["", "## Plots", ""]
         lines += [f"![{name}]({path})" for name, path in result["plots"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _combiner_lines(summaries: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """What each combiner chose (``auto``) and the patterns it does not fuse."""
+    lines: list[str] = []
+    for label, summary in summaries.items():
+        if "chose" in summary:
+            lines += [f"**{label}** chose **{summary['chose']}** ({summary['why']}).", ""]
+            lines += _md_table(["candidate", "CV accuracy", "CV NLL"], [
+                [row["name"], f"{row['accuracy']:.3f}" if "accuracy" in row else "skipped",
+                 f"{row['nll']:.3f}" if "nll" in row else "–"] for row in summary["cv"]])
+            lines.append("")
+        rerouted = summary.get("rerouted_patterns") or {}
+        if rerouted:
+            routes = ", ".join(f"{p} → {r}" for p, r in rerouted.items())
+            lines += [f"**{label}** does not fuse these patterns (its pattern guard measured "
+                      f"fusion worse there on held-out fit rows): {routes}.", ""]
+    return (["## Combiners", "", *lines] if lines else [])
 
 
 # -- plots ---------------------------------------------------------------------------------

@@ -119,13 +119,19 @@ class OnnxCombiner:
 
     def __init__(self, session: Any, expert_names: Sequence[str], class_names: Sequence[str],
                  *, reads_features: bool, name: str,
-                 fitted_weights: Mapping[str, float] | None = None) -> None:
+                 fitted_weights: Mapping[str, float] | None = None,
+                 summary: Mapping[str, Any] | None = None) -> None:
         self.session = session
         self.expert_names_ = tuple(expert_names)
         self.class_names_ = tuple(class_names)
         self.reads_features = reads_features
         self.registry_name = name
         self.fitted_weights = dict(fitted_weights) if fitted_weights else None
+        self._summary = dict(summary) if summary else {"name": name}
+
+    def summary(self) -> dict[str, Any]:
+        """What the exported combiner chose, as ``Combiner.summary`` said at export."""
+        return dict(self._summary)
 
     def predict_logits(self, logit_set: Any) -> np.ndarray:
         """Fused log-probabilities ``[N, C]`` for a :class:`~ensemble.logits.LogitSet`."""
@@ -236,7 +242,8 @@ class OnnxPredictor(PredictorInputs):
                 [str(n) for n in entry["experts"]], class_names,
                 reads_features=bool(entry["reads_features"]), name=str(entry["name"]),
                 fitted_weights={str(k): float(v) for k, v in
-                                (entry.get("fitted_weights") or {}).items()})
+                                (entry.get("fitted_weights") or {}).items()},
+                summary=entry.get("summary"))
         except (KeyError, TypeError, AttributeError, ValueError) as err:
             raise ArtifactError(f"{root}/{_CONFIG} is incomplete ({err}).") from err
         if set(combiner.expert_names_) != set(experts):

@@ -81,7 +81,7 @@ def test_evaluate_a_saved_bundle(synthetic_run: Path, synthetic_data, tmp_path: 
     argv = ["evaluate", "--bundle", str(bundle), "--data", str(data), "--id-column", "id",
             "--bootstrap", "20", "-q"]
     assert main(argv) == 0
-    assert "stacking" in capsys.readouterr().out  # the leaderboard
+    assert "auto" in capsys.readouterr().out  # the leaderboard
     out = tmp_path / "bundle-report-test"
     assert (out / "report.md").is_file() and (out / "plots" / "reliability.png").is_file()
     result = json.loads((out / "metrics.json").read_text())
@@ -91,7 +91,7 @@ def test_evaluate_a_saved_bundle(synthetic_run: Path, synthetic_data, tmp_path: 
     expected = FusionPredictor.load(bundle).evaluate(
         load_multimodal(data, id_column="id")["test"])
     for metric in ("accuracy", "macro_f1", "nll", "ece"):
-        assert rows["stacking"][metric]["value"] == pytest.approx(expected["fused"][metric])
+        assert rows["auto"][metric]["value"] == pytest.approx(expected["fused"][metric])
         for name in ("image", "text"):
             assert rows[f"expert: {name}"][metric]["value"] == pytest.approx(
                 expected[name][metric])

@@ -125,7 +125,7 @@ def test_dataset_prediction_and_evaluation(predictor: FusionPredictor, synthetic
     scores = predictor.evaluate(test)
     assert set(scores) == {"fused", "image", "text", "oracle"}
     metrics = json.loads((synthetic_run / "report" / "metrics.json").read_text())
-    stacking = next(r for r in metrics["leaderboard"] if r["model"] == "stacking")
+    stacking = next(r for r in metrics["leaderboard"] if r["model"] == "auto")
     assert scores["fused"]["accuracy"] == pytest.approx(stacking["accuracy"]["value"])
     assert scores["fused"]["accuracy"] == pytest.approx(
         float(np.mean(np.array(out["prediction"]) == np.array(

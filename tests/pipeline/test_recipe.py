@@ -46,16 +46,19 @@ def test_quickstart_is_the_readme_job() -> None:
     assert recipe.experts["image"].checkpoint == "timm/tf_efficientnet_lite0.in1k"
     assert recipe.experts["text"].checkpoint == "sentence-transformers/all-MiniLM-L6-v2"
     assert {c.name for c in recipe.combiners} == {"voting", "stacking", "gating", "selection",
-                                                   "feature_stacking"}
+                                                   "feature_stacking", "auto"}
+    assert recipe.bundle_combiner == "auto"
 
 
 def test_shorthand_and_defaults() -> None:
     recipe = recipe_from_dict(BASE)
+    # No bundle.combiner: the bundle uses auto, appended because the recipe lacks it.
     assert recipe.combiners == [CombinerConfig("voting", "voting"),
-                                CombinerConfig("stacking", "stack")]
+                                CombinerConfig("stacking", "stack"),
+                                CombinerConfig("auto", "auto")]
     image = recipe.experts["image"]
     assert (image.type, image.column) == ("timm", "image")  # the legacy form, resolved
-    assert recipe.evaluation.bootstrap == 1000 and recipe.bundle_combiner == "voting"
+    assert recipe.evaluation.bootstrap == 1000 and recipe.bundle_combiner == "auto"
 
 
 @pytest.mark.parametrize(("data", "key"), [

@@ -50,7 +50,7 @@ def test_report_content(synthetic_run: Path) -> None:
     metrics = json.loads((synthetic_run / "report" / "metrics.json").read_text())
     models = [row["model"] for row in metrics["leaderboard"]]
     assert models == ["expert: image", "expert: text", "voting", "stacking", "gating",
-                      "selection", "feature_stacking", "oracle (any expert right)"]
+                      "selection", "feature_stacking", "auto", "oracle (any expert right)"]
     for row in metrics["leaderboard"][:-1]:
         for metric in ("accuracy", "macro_f1", "nll", "ece"):
             entry = row[metric]
