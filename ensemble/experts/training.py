@@ -47,18 +47,29 @@ ForwardFn = Callable[[nn.Module, Batch], torch.Tensor]
 _METRICS = ("accuracy", "macro_f1", "loss")
 _SCHEDULES = ("cosine", "linear", "constant")
 _PRECISIONS = ("no", "fp16", "bf16")
+#: The fresh classifier head learns this many times faster than the pretrained body unless
+#: ``head_learning_rate`` is given.
+HEAD_LR_MULTIPLIER = 10.0
 
 
 @dataclass
 class TrainingConfig:
     """Hyper-parameters of a fine-tuning run.
 
+    The defaults are meant to give a good expert without tuning: up to ``epochs`` (10)
+    epochs with early stopping on the validation split (``early_stopping_patience`` 2,
+    the best epoch's weights kept), the fresh head at ``HEAD_LR_MULTIPLIER`` (10) times
+    ``learning_rate`` unless ``head_learning_rate`` is given, and optionally a time budget:
+    ``time_limit`` seconds for the whole run (the cosine schedule is re-planned to the
+    epochs that fit after the first one, and no epoch starts that would end past it).
+    Without validation data, training runs ``epochs`` epochs (or until ``time_limit``).
+
     Example:
         >>> TrainingConfig(epochs=3, learning_rate=3e-4, scheduler="cosine").epochs
         3
     """
 
-    epochs: int = 3
+    epochs: int = 10
     batch_size: int = 32
     eval_batch_size: int = 64
     learning_rate: float = 5e-5
@@ -71,7 +82,8 @@ class TrainingConfig:
     max_grad_norm: float | None = 1.0
     seed: int = 0
     metric: Literal["accuracy", "macro_f1", "loss"] = "accuracy"
-    early_stopping_patience: int | None = None
+    early_stopping_patience: int | None = 2
+    time_limit: float | None = None
     class_weight: Literal["balanced"] | None = None
     label_smoothing: float = 0.0
     output_dir: str | None = None
@@ -124,6 +136,13 @@ class TrainingConfig:
             raise ConfigError(
                 f"TrainingConfig.early_stopping_patience must be None or >= 1, got {patience!r}."
             )
+        limit = self.time_limit
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float))
+                                  or not limit > 0):
+            raise ConfigError(
+                f"TrainingConfig.time_limit must be None or a number of seconds > 0, got "
+                f"{limit!r}."
+            )
         if self.resume and not self.output_dir:
             raise ConfigError("TrainingConfig.resume=True needs output_dir to find the checkpoint.")
 
@@ -159,7 +178,7 @@ class TrainingConfig:
     def signature(self) -> dict[str, Any]:
         """Fields that must match for a checkpoint to be resumed."""
         ignored = {"resume", "progress", "num_workers", "output_dir",
-                   "early_stopping_patience", "eval_batch_size"}
+                   "early_stopping_patience", "eval_batch_size", "time_limit"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in ignored}
 
 
@@ -185,6 +204,7 @@ class TrainingResult:
     best_epoch: int = -1
     best_score: float | None = None
     stopped_early: bool = False
+    stopped_by_time: bool = False
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -206,36 +226,43 @@ class EpochShuffleSampler(Sampler[int]):
         return self.size
 
 
-def _lr_lambda(schedule: str, warmup: int, total: int) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        if schedule == "constant":
+class _Schedule:
+    """The learning-rate factor per update: warm-up, then constant, linear or cosine decay
+    over ``total`` updates. ``total`` may shrink after the first epoch (``time_limit``);
+    LambdaLR saves and restores this object's attributes with a checkpoint."""
+
+    def __init__(self, schedule: str, warmup: int, total: int) -> None:
+        self.schedule, self.warmup, self.total = schedule, warmup, total
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / max(1, self.warmup)
+        if self.schedule == "constant":
             return 1.0
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        if schedule == "linear":
+        progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        if self.schedule == "linear":
             return max(0.0, 1.0 - progress)
         return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
 
 
 def _parameter_groups(model: nn.Module, config: TrainingConfig,
                       head: nn.Module | None = None) -> list[dict[str, Any]]:
     """AdamW groups: no weight decay on biases and normalisation weights (1-D tensors).
 
-    With ``config.head_learning_rate`` the parameters of ``head`` (the new classifier) get
-    their own learning rate; the pretrained body keeps ``config.learning_rate``.
+    The parameters of ``head`` (the new classifier) get ``config.head_learning_rate``, by
+    default ``HEAD_LR_MULTIPLIER * config.learning_rate``; the pretrained body keeps
+    ``config.learning_rate``.
     """
-    split_head = head is not None and config.head_learning_rate is not None
-    head_ids = {id(p) for p in head.parameters()} if split_head and head is not None else set()
+    head_lr = (config.head_learning_rate if config.head_learning_rate is not None
+               else HEAD_LR_MULTIPLIER * config.learning_rate)
+    head_ids = {id(p) for p in head.parameters()} if head is not None else set()
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for param in model.parameters():
         if param.requires_grad:
             groups.setdefault((id(param) in head_ids, param.ndim > 1), []).append(param)
     return [
         {"params": params, "weight_decay": config.weight_decay if decayed else 0.0,
-         "lr": config.head_learning_rate if is_head else config.learning_rate}
+         "lr": head_lr if is_head else config.learning_rate}
         for (is_head, decayed), params in sorted(groups.items())
     ]
 
@@ -380,10 +407,9 @@ def train_classifier(
     updates_per_epoch = math.ceil(len(train_loader) / config.gradient_accumulation_steps)
     total_updates = updates_per_epoch * config.epochs
     optimizer = _adamw(_parameter_groups(model, config, head), config.learning_rate)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        _lr_lambda(config.scheduler, int(config.warmup_ratio * total_updates), total_updates),
-    )
+    schedule = _Schedule(config.scheduler, int(config.warmup_ratio * total_updates),
+                         total_updates)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     weight = _class_weights(train_labels, n_classes) if config.class_weight else None
     loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
     loss_fn = loss_fn.to(accelerator.device)
@@ -416,8 +442,9 @@ def train_classifier(
         result.stopped_early = bool(state.get("stopped_early", False))
 
     show = config.progress and accelerator.is_local_main_process
+    started = time.perf_counter()
     for epoch in range(start_epoch, config.epochs):
-        if result.stopped_early:
+        if result.stopped_early or result.stopped_by_time:
             break
         # Through the prepared loader: accelerate's loader re-sets its sampler's epoch to
         # its own iteration counter (0 in a resumed run) at the start of every pass.
@@ -440,6 +467,9 @@ def train_classifier(
             bad_epochs += 1
         patience = config.early_stopping_patience
         result.stopped_early = patience is not None and bad_epochs >= patience
+        if config.time_limit is not None:
+            result.stopped_by_time = _out_of_time(config, schedule, started, epoch - start_epoch,
+                                                  updates_per_epoch, epoch)
         if show:
             tqdm.write(_describe(description, record))
         if checkpoint is not None:
@@ -460,6 +490,20 @@ def train_classifier(
     unwrapped.eval()
     accelerator.free_memory()
     return result
+
+
+def _out_of_time(config: TrainingConfig, schedule: _Schedule, started: float, done: int,
+                 updates_per_epoch: int, epoch: int) -> bool:
+    """Whether another epoch would end past ``config.time_limit``; after this run's first
+    epoch, the schedule's horizon is cut to the epochs that fit."""
+    assert config.time_limit is not None
+    elapsed = time.perf_counter() - started
+    per_epoch = elapsed / (done + 1)
+    if done == 0:
+        fit = max(1, int(config.time_limit // max(per_epoch, 1e-9)))
+        horizon = min(config.epochs, epoch + fit) * updates_per_epoch
+        schedule.total = max(schedule.warmup + 1, min(schedule.total, horizon))
+    return elapsed + per_epoch > config.time_limit
 
 
 def _seed_epoch(seed: int, epoch: int) -> None:

@@ -89,7 +89,7 @@ def test_updated_rejects_unknown_names_and_leaves_the_original() -> None:
     with pytest.raises(ConfigError, match="unknown"):
         config.updated(unknown=1)
     assert config.updated(epochs=5).epochs == 5
-    assert config.epochs == 3
+    assert config.epochs == 10
 
 
 # -- the loop -------------------------------------------------------------------------------
@@ -265,9 +265,35 @@ def test_head_learning_rate_applies_only_to_the_head(monkeypatch: pytest.MonkeyP
     # (parameters, lr, weight decay): body bias, body weight, head bias, head weight.
     assert sorted(seen[0]) == sorted([(1, 0.01, 0.0), (1, 0.01, 0.05),
                                       (1, 0.1, 0.0), (1, 0.1, 0.05)])
-    # Without head_learning_rate every parameter shares the one learning rate.
+    # Without a head every parameter shares the one learning rate.
     model, _ = _fit(nn.Sequential(nn.Linear(N_FEATURES, N_CLASSES)))
     assert {lr for _, lr, _ in seen[-1]} == {0.05}
+    # Without head_learning_rate the fresh head learns HEAD_LR_MULTIPLIER times faster.
+    model = nn.Sequential(nn.Linear(N_FEATURES, 6), nn.ReLU(), nn.Linear(6, N_CLASSES))
+    train_classifier(
+        model, _forward, TRAIN, collate_train=_collate, collate_eval=_collate,
+        train_labels=[r["label"] for r in TRAIN], n_classes=N_CLASSES, head=model[2],
+        config=TrainingConfig(epochs=1, batch_size=4, learning_rate=0.01, progress=False),
+    )
+    assert {lr for _, lr, _ in seen[-1]} == {0.01, 0.01 * training.HEAD_LR_MULTIPLIER}
+
+
+def test_time_limit_stops_between_epochs_and_shortens_the_schedule(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = iter(range(0, 10_000, 10))  # every perf_counter call: 10 s later
+    monkeypatch.setattr(training.time, "perf_counter", lambda: float(next(clock)))
+    seen: list[training._Schedule] = []
+    original = training._Schedule
+    monkeypatch.setattr(training, "_Schedule", lambda *a: seen.append(original(*a)) or seen[-1])
+    _, result = _fit(epochs=50, time_limit=100.0, early_stopping_patience=None)
+    assert result.stopped_by_time and 1 < len(result.history) < 50
+    assert seen[0].total < 50 * 5  # the cosine horizon was cut to the epochs that fit
+
+
+@pytest.mark.parametrize("value", [0, -3.0, "soon", True])
+def test_invalid_time_limit_is_named(value) -> None:
+    with pytest.raises(ConfigError, match="time_limit"):
+        TrainingConfig(time_limit=value)
 
 
 @pytest.mark.parametrize("value", [0.0, -1.0, "fast"])
