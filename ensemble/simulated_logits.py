@@ -12,7 +12,8 @@ combiner has something to learn beyond averaging:
 * **hard examples** – on a share ``hard_share`` of the rows one random present expert fails:
   half of those times it is *confidently wrong* (the strong signal lands on a wrong class,
   as when an image is mistaken for a look-alike), otherwise it is *flat* (no signal and
-  shrunken logits, as for a blank image or an empty text: the expert abstains);
+  shrunken logits, as for a blank image or an empty text: the expert abstains); either way
+  the expert's embedding shows it (a shift along a direction its classifier head ignores);
 * **missing experts** – a share ``missing_rate`` of the rows lack one random expert (mask
   false, logits zero); every row keeps at least one expert.
 
@@ -42,6 +43,8 @@ STRONG_SIGNAL = 3.0
 WEAK_SIGNAL = 1.0
 #: How much of the noise a flat (abstaining) expert keeps.
 FLAT_SCALE = 0.2
+#: How far a hard row's embedding moves along the expert's corruption direction.
+CORRUPTION_SHIFT = 3.0
 #: Per-expert multipliers of the logits (cycled): over- and under-confident experts.
 CALIBRATION_SCALES = (1.0, 1.6, 0.7)
 
@@ -81,13 +84,18 @@ def complementary_logits(
     different seeds never share an id; ``features`` ``[n_rows, n_features]`` per expert) and
     the true labels ``[n_rows]`` as class indices. The labels are uniform over the classes.
 
-    Per row and expert the logits are standard normal noise plus a signal on one class:
-    on the true class, ``STRONG_SIGNAL`` when the class is in the expert's block, else
-    ``WEAK_SIGNAL``; then multiplied by the expert's calibration scale. A hard row's chosen
-    expert is either confidently wrong (``STRONG_SIGNAL`` on a random wrong class) or flat
-    (no signal, noise times ``FLAT_SCALE``). The features carry the same signal: the signal
-    strength times a fixed unit direction per (expert, class), plus standard normal noise.
-    See the module docstring for the design.
+    Per row and expert the embedding (``features``) is standard normal noise plus a signal
+    along the direction of one class: the true class, with ``STRONG_SIGNAL`` when it is in
+    the expert's block, else ``WEAK_SIGNAL``. The logits are the classifier head's readout
+    of the embedding along the class directions (orthonormal when ``n_features >
+    n_classes``: then each logit is the signal on its class plus standard normal noise),
+    times the expert's calibration scale. A hard row's chosen expert is either confidently
+    wrong (``STRONG_SIGNAL`` on a random wrong class) or flat (no signal, noise times
+    ``FLAT_SCALE``), and its embedding moves ``CORRUPTION_SHIFT`` along the expert's
+    corruption direction, which the logits do not see (an out-of-distribution input that
+    the embedding shows and the classifier ignores: a gate reading the embeddings can tell
+    which expert to distrust; one reading only the logits cannot). See the module
+    docstring for the design.
     """
     if n_rows < 1:
         raise ValueError(f"n_rows must be positive, got {n_rows}.")
@@ -127,16 +135,16 @@ def complementary_logits(
         strength[wrong], target[wrong] = STRONG_SIGNAL, wrong_class[wrong]
         strength[flat], noise_scale[flat] = 0.0, FLAT_SCALE
 
-        scores = rng.normal(0.0, 1.0, (n_rows, n_classes)) * noise_scale[:, None]
-        scores[rows, target] += strength
-        scores *= CALIBRATION_SCALES[j % len(CALIBRATION_SCALES)]
-        scores[~mask[:, j]] = 0.0
-        logits[name] = scores.astype(np.float32)
-
-        directions = _directions(n_classes, n_features, expert=j)
+        classes, corruption = _directions(n_classes, n_features, expert=j)
         emb = rng.normal(0.0, 1.0, (n_rows, n_features)) * noise_scale[:, None]
-        emb += strength[:, None] * directions[target]
+        emb += strength[:, None] * classes[target]
+        emb[is_hard] += CORRUPTION_SHIFT * corruption
+        # The classifier head reads the embedding along the class directions: the logits
+        # are blind to the corruption direction, the embedding shows it.
+        scores = emb @ classes.T * CALIBRATION_SCALES[j % len(CALIBRATION_SCALES)]
+        scores[~mask[:, j]] = 0.0
         emb[~mask[:, j]] = 0.0
+        logits[name] = scores.astype(np.float32)
         features[name] = emb.astype(np.float32)
 
     class_names = [f"c{k}" for k in range(n_classes)]
@@ -144,9 +152,16 @@ def complementary_logits(
     return LogitSet(logits, class_names, ids=ids, mask=mask, features=features), y
 
 
-def _directions(n_classes: int, n_features: int, *, expert: int) -> np.ndarray:
-    """``[n_classes, n_features]`` unit vectors: where expert ``expert``'s embedding of each
-    class points. Fixed per expert (not per sample), so fit and test sets agree."""
+def _directions(n_classes: int, n_features: int, *, expert: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Expert ``expert``'s embedding geometry, fixed per expert (not per sample), so fit and
+    test sets agree: ``[n_classes, n_features]`` unit class directions (orthonormal when
+    ``n_features > n_classes``) and one unit corruption direction (orthogonal to them then,
+    so the logits do not see it)."""
     rng = np.random.default_rng([n_classes, n_features, expert])
-    vectors = rng.normal(0.0, 1.0, (n_classes, n_features))
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    basis, _ = np.linalg.qr(rng.normal(0.0, 1.0, (n_features, n_features)))
+    if n_features > n_classes:
+        return basis[:, :n_classes].T.copy(), basis[:, n_classes].copy()
+    vectors = rng.normal(0.0, 1.0, (n_classes + 1, n_features))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors[:n_classes], vectors[n_classes]

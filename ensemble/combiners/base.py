@@ -62,12 +62,15 @@ class FusionData:
 
     ``log_probs`` is the ``[N, M, C]`` float32 stack of (temperature-scaled) per-expert
     log-probabilities in fitted modality order, zero where an expert is absent; ``mask`` the
-    ``[N, M]`` presence mask; ``logits`` the aligned :class:`LogitSet` (for features, ids).
+    ``[N, M]`` presence mask; ``logits`` the aligned :class:`LogitSet` (for features, ids;
+    every row, also when predicting in chunks); ``features`` each expert's pre-logit
+    features for these rows, in fitted order (``None`` when the logits carry none).
     """
 
     log_probs: np.ndarray
     mask: np.ndarray
     logits: LogitSet
+    features: tuple[np.ndarray, ...] | None = None
 
     @property
     def n_rows(self) -> int:
@@ -198,7 +201,10 @@ class Combiner(ClassifierMixin, BaseEstimator):
         mask = np.asarray(logit_set.mask)[rows]
         arrays = [logit_set.logits[m][rows] for m in logit_set.expert_names]
         log_probs = expert_log_probs(arrays, self.temperatures_, mask)
-        return FusionData(log_probs=log_probs, mask=mask, logits=logit_set)
+        available = logit_set.features or {}
+        features = (tuple(np.asarray(available[m])[rows] for m in logit_set.expert_names)
+                    if all(m in available for m in logit_set.expert_names) else None)
+        return FusionData(log_probs=log_probs, mask=mask, logits=logit_set, features=features)
 
     # -- prediction -------------------------------------------------------------------------
 

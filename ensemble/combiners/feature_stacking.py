@@ -34,6 +34,7 @@ _TORCH = "torch"  # format of earlier saves: a "full" model on the features alon
 _TORCH_CLASSWISE = "torch_classwise"
 _HOLDOUT_SHARE = 1 / 3
 _MIN_SELECTION_ROWS = 30
+_MAX_ITER = 200
 
 
 @register_combiner("feature_stacking")
@@ -149,10 +150,11 @@ class FeatureStacking(Combiner):
             design, _, labels = self._training_set(data, y, np.arange(data.n_rows), rng)
             self.classifier_ = fit_quietly(clone(self.classifier), design, labels)
             return
-        self.C_ = self._select_C(data, y, rng)
+        self.C_, start = self._select_C(data, y, rng)
         design, blocks, labels = self._training_set(data, y, np.arange(data.n_rows), rng)
         self.classifier_ = fit_torch_linear("classwise", blocks, design, labels, self.C_,
-                                            n_classes=self.n_classes_, max_iter=200)
+                                            n_classes=self.n_classes_, max_iter=_MAX_ITER,
+                                            init=start)
 
     def _training_set(self, data: FusionData, y: np.ndarray, rows: np.ndarray,
                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -166,25 +168,31 @@ class FeatureStacking(Combiner):
                                  self._blocks(data, rows[changed], reduced)])
         return design, blocks, np.concatenate([y[rows], y[rows][changed]])
 
-    def _select_C(self, data: FusionData, y: np.ndarray, rng: np.random.Generator) -> float:
+    def _select_C(self, data: FusionData, y: np.ndarray, rng: np.random.Generator
+                  ) -> tuple[float, TorchLinear | None]:
         """``C`` with the lowest NLL on a 1/3 holdout (the data choose how far the model
-        may move from pooling the experts); the largest ``C`` below 30 rows."""
-        if len(self.Cs) == 1 or data.n_rows < _MIN_SELECTION_ROWS:
+        may move from pooling the experts; the smallest ``C`` below 30 rows), fitted from
+        the strongest penalty up, each fit warm-started from the last; and that model, to
+        warm-start the final fit."""
+        if data.n_rows < _MIN_SELECTION_ROWS or len(self.Cs) == 1:
             return float(min(self.Cs)) if data.n_rows < _MIN_SELECTION_ROWS else float(
-                self.Cs[0])
+                self.Cs[0]), None
         rows = rng.permutation(data.n_rows)
         n_held = int(rows.size * _HOLDOUT_SHARE)
         test, train = np.sort(rows[:n_held]), np.sort(rows[n_held:])
         design, blocks, labels = self._training_set(data, y, train, rng)
         held_design = self._design(data, test, data.mask[test])
         held_blocks = self._blocks(data, test, data.mask[test])
-        losses = []
-        for C in self.Cs:
-            model = fit_torch_linear("classwise", blocks, design, labels, float(C),
-                                     n_classes=self.n_classes_, max_iter=200)
-            losses.append(-model.log_proba(held_blocks, held_design)[np.arange(test.size),
-                                                                     y[test]].mean())
-        return float(self.Cs[int(np.argmin(losses))])
+        best: tuple[float, float, TorchLinear | None] = (np.inf, float(self.Cs[0]), None)
+        model = None
+        for C in sorted(float(c) for c in self.Cs):
+            model = fit_torch_linear("classwise", blocks, design, labels, C,
+                                     n_classes=self.n_classes_, max_iter=_MAX_ITER, init=model)
+            loss = -model.log_proba(held_blocks, held_design)[np.arange(test.size),
+                                                              y[test]].mean()
+            if loss < best[0]:
+                best = (loss, C, model)
+        return best[1], best[2]
 
     def _log_proba(self, data: FusionData) -> np.ndarray:
         rows = np.arange(data.n_rows)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..exceptions import ConfigError
+from ..exceptions import ConfigError, InvalidLogitsError
 from ._checks import check_choice, check_positive_ints, check_rate
 from ._design import modality_dropout, stacking_blocks
 from ._inputs import LogitsLike, MaskLike
@@ -19,6 +20,7 @@ from .registry import register_combiner
 __all__ = ["GatingCombiner"]
 
 _FUSIONS = ("stacked", "mixture", "logits")
+_FEATURE_WIDTH = 4
 _WARM_START_C = 1.0
 _STACKED_LR_SHARE = 0.1
 
@@ -32,12 +34,19 @@ class _GateNet(nn.Module):
     ``missing_bias [M, C]`` (a class shift per absent expert)."""
 
     def __init__(self, n_experts: int, n_classes: int, hidden: int, *,
-                 stacked: bool = False) -> None:
+                 stacked: bool = False, feature_dims: Sequence[int] = ()) -> None:
         super().__init__()
         head = nn.Linear(hidden, n_experts)
         nn.init.zeros_(head.weight)  # start from equal weights (= soft voting), then learn
         nn.init.zeros_(head.bias)
-        self.body = nn.Sequential(nn.Linear(n_experts * (n_classes + 3), hidden), nn.ReLU(), head)
+        width = n_experts * (n_classes + 3) + len(feature_dims) * _FEATURE_WIDTH
+        self.body = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), head)
+        # Each expert's standardised pre-logit features, projected to a few numbers: what
+        # the input looked like to that expert, which its logits may not show.
+        self.projections = nn.ModuleList(nn.Linear(d, _FEATURE_WIDTH) for d in feature_dims)
+        for j, dim in enumerate(feature_dims):
+            self.register_buffer(f"feature_mean_{j}", torch.zeros(dim))
+            self.register_buffer(f"feature_scale_{j}", torch.ones(dim))
         self.stacked = stacked
         if stacked:
             self.scale = nn.Parameter(torch.ones(n_experts, n_classes))
@@ -46,16 +55,30 @@ class _GateNet(nn.Module):
 
     def parameter_groups(self, lr: float) -> list[dict[str, Any]]:
         """The gate at ``lr``; the stacking layer (already fitted) at a tenth of it."""
-        groups: list[dict[str, Any]] = [{"params": list(self.body.parameters()), "lr": lr}]
+        groups: list[dict[str, Any]] = [{"params": [*self.body.parameters(),
+                                                     *self.projections.parameters()],
+                                         "lr": lr}]
         if self.stacked:
             groups.append({"params": [self.scale, self.bias, self.missing_bias],
                            "lr": lr * _STACKED_LR_SHARE})
         return groups
 
-    def forward(self, summaries: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def standardise(self, features: Sequence[np.ndarray]) -> None:
+        """Set the feature standardisation from the fit rows' features."""
+        for j, array in enumerate(features):
+            values = torch.as_tensor(np.asarray(array, dtype=np.float32))
+            getattr(self, f"feature_mean_{j}").copy_(values.mean(0))
+            getattr(self, f"feature_scale_{j}").copy_(values.std(0).clamp_min(1e-6))
+
+    def forward(self, summaries: torch.Tensor, mask: torch.Tensor,
+                features: Sequence[torch.Tensor] = ()) -> torch.Tensor:
         present = mask.to(summaries.dtype).unsqueeze(-1)
-        inputs = torch.cat([summaries * present, present], dim=-1)
-        scores = self.body(inputs.flatten(1)).masked_fill(~mask, float("-inf"))
+        inputs = [torch.cat([summaries * present, present], dim=-1).flatten(1)]
+        for j, (projection, array) in enumerate(zip(self.projections, features, strict=True)):
+            scaled = (array - getattr(self, f"feature_mean_{j}")) / getattr(
+                self, f"feature_scale_{j}")
+            inputs.append(projection(scaled) * present[:, j])
+        scores = self.body(torch.cat(inputs, dim=1)).masked_fill(~mask, float("-inf"))
         none = ~mask.any(dim=1, keepdim=True)
         return torch.softmax(scores.masked_fill(none, 0.0), dim=1)
 
@@ -104,7 +127,8 @@ class _GatingModule(nn.Module):
 
     def forward(self, log_probs: torch.Tensor, mask: torch.Tensor, logits: torch.Tensor,
                 features: list[torch.Tensor]) -> torch.Tensor:
-        weights = self.gate(_expert_summaries(log_probs), mask)
+        weights = self.gate(_expert_summaries(log_probs), mask,
+                            features if len(self.gate.projections) else ())
         return _fuse(weights, log_probs, self.fusion, self.gate, mask)
 
 
@@ -112,9 +136,16 @@ class _GatingModule(nn.Module):
 class GatingCombiner(Combiner):
     """Per-example softmax weights over experts from a small MLP (a mixture of experts).
 
-    The gate reads each expert's log-probabilities, entropy, top-2 margin and presence bit;
-    absent experts get weight exactly zero (masked softmax). ``fusion="mixture"`` mixes
-    probabilities, ``"logits"`` mixes log-probabilities. Trained with Adam on NLL, weight
+    The gate reads each expert's log-probabilities, entropy, top-2 margin and presence bit,
+    and (``read_features``, when the logits carry them) each expert's standardised
+    pre-logit features projected to a few numbers: what the input looked like to that
+    expert, which its logits may not show. Absent experts get weight exactly zero (masked
+    softmax). ``fusion="stacked"`` (default): the weights, times the number of experts
+    present, scale each expert's block of a classwise stacking layer that starts at
+    classwise stacking fitted on the gate's training rows (the gate starts neutral, the
+    layer learns at a tenth of ``lr``), so early stopping keeps plain stacking when
+    per-example weights add nothing. ``"mixture"`` mixes probabilities, ``"logits"`` mixes
+    log-probabilities. Trained with Adam on NLL, weight
     decay, modality dropout and early stopping on an internal ``validation_fraction``
     split. Runs on ``device`` (default: the device accelerate picks).
     :meth:`gate_weights` shows which expert decided each example.
@@ -137,6 +168,7 @@ class GatingCombiner(Combiner):
         *,
         hidden: int = 32,
         fusion: Literal["stacked", "mixture", "logits"] = "stacked",
+        read_features: bool = True,
         lr: float = 1e-2,
         weight_decay: float = 1e-4,
         modality_dropout: float = 0.2,
@@ -152,6 +184,7 @@ class GatingCombiner(Combiner):
     ) -> None:
         self.hidden = hidden
         self.fusion = fusion
+        self.read_features = read_features
         self.lr = lr
         self.weight_decay = weight_decay
         self.modality_dropout = modality_dropout
@@ -195,16 +228,26 @@ class GatingCombiner(Combiner):
     def _fit(self, data: FusionData, y: np.ndarray) -> None:
         seed = 0 if self.random_state is None else int(self.random_state)
         generator = torch.Generator().manual_seed(seed)
+        use_features = self.read_features and data.features is not None
+        self.feature_dims_ = (tuple(int(a.shape[1]) for a in data.features)
+                              if use_features and data.features is not None else None)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net = _GateNet(len(self.expert_names_), self.n_classes_, self.hidden,
-                           stacked=self.fusion == "stacked")
-        device = self._torch_device()
-        net.to(device)
+                           stacked=self.fusion == "stacked", feature_dims=self.feature_dims_ or ())
         rows = np.arange(data.n_rows)
         if self.max_rows is not None and data.n_rows > self.max_rows:
             rows = np.sort(np.random.default_rng(seed).choice(data.n_rows, self.max_rows,
                                                                replace=False))
+        features: list[torch.Tensor] = []
+        if self.feature_dims_ is not None and data.features is not None:
+            net.standardise([a[data.mask[:, j]] if data.mask[:, j].any() else a
+                             for j, a in enumerate(data.features)])
+            features = [torch.from_numpy(np.asarray(a[rows], dtype=np.float32))
+                        for a in data.features]
+        device = self._torch_device()
+        net.to(device)
+        features = [f.to(device) for f in features]
         labels = torch.as_tensor(y[rows], device=device)
         log_probs = torch.from_numpy(data.log_probs[rows]).to(device)
         mask = torch.from_numpy(np.asarray(data.mask[rows])).to(device)
@@ -228,8 +271,9 @@ class GatingCombiner(Combiner):
                 return float("inf")
             net.eval()
             with torch.inference_mode():
-                return float(_nll(net(summaries[val], mask[val]), targets[val], labels[val],
-                                  self.fusion, net, mask[val]))
+                weights = net(summaries[val], mask[val], [f[val] for f in features])
+                return float(_nll(weights, targets[val], labels[val], self.fusion, net,
+                                  mask[val]))
 
         best = (validation_loss(), {k: v.clone() for k, v in net.state_dict().items()})
         stale, self.n_epochs_ = 0, 0
@@ -239,7 +283,7 @@ class GatingCombiner(Combiner):
             shuffled = train[torch.randperm(train.numel(), generator=generator).to(device)]
             for batch in shuffled.split(self.batch_size):
                 dropped = self._dropped(mask[batch], generator)
-                weights = net(summaries[batch], dropped)
+                weights = net(summaries[batch], dropped, [f[batch] for f in features])
                 loss = _nll(weights, targets[batch], labels[batch], self.fusion, net, dropped)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
@@ -293,8 +337,19 @@ class GatingCombiner(Combiner):
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         log_probs, mask = self._tensors(data)
         self.gate_.to(log_probs.device)
+        features: list[torch.Tensor] = []
+        if self.feature_dims_ is not None:
+            if data.features is None:
+                raise InvalidLogitsError(
+                    "this gating combiner was fitted on the experts' features and needs them "
+                    "to predict: build the LogitSet with LogitSet.from_experts(..., "
+                    "features=True) or pass features={expert: [N, D]}."
+                )
+            features = [torch.from_numpy(np.asarray(a, dtype=np.float32)).to(log_probs.device)
+                        for a in data.features]
         with torch.inference_mode():
-            return self.gate_(_expert_summaries(log_probs), mask), log_probs, mask
+            weights = self.gate_(_expert_summaries(log_probs), mask, features)
+        return weights, log_probs, mask
 
     def _log_proba(self, data: FusionData) -> np.ndarray:
         weights, log_probs, mask = self._weights_tensor(data)
@@ -304,6 +359,9 @@ class GatingCombiner(Combiner):
 
     def fusion_module(self) -> nn.Module:
         return _GatingModule(self.gate_, self.fusion)
+
+    def reads_features(self) -> bool:
+        return self.feature_dims_ is not None
 
     def explain_weights(self, logits: LogitsLike, *, mask: MaskLike = None
                         ) -> tuple[np.ndarray, tuple[str, ...], str] | None:
@@ -323,12 +381,16 @@ class GatingCombiner(Combiner):
 
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays = {f"gate.{k}": v.detach().cpu().numpy() for k, v in self.gate_.state_dict().items()}
-        return arrays, {"n_epochs": self.n_epochs_, "validation_nll": self.validation_nll_}
+        return arrays, {"n_epochs": self.n_epochs_, "validation_nll": self.validation_nll_,
+                        "feature_dims": (None if self.feature_dims_ is None
+                                         else list(self.feature_dims_))}
 
     def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any],
                  directory: Any) -> None:
+        dims = state.get("feature_dims")
+        self.feature_dims_ = None if dims is None else tuple(int(d) for d in dims)
         net = _GateNet(len(self.expert_names_), self.n_classes_, self.hidden,
-                       stacked=self.fusion == "stacked")
+                       stacked=self.fusion == "stacked", feature_dims=self.feature_dims_ or ())
         tensors = {k[len("gate."):]: torch.as_tensor(v) for k, v in arrays.items()
                    if k.startswith("gate.")}
         try:

@@ -58,6 +58,8 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("selection", {"candidates": [create_combiner("stacking"),
                                   create_combiner("feature_stacking")]}),
     ("feature_stacking", {}),
+    ("auto", {"choices": ["average", "stacking", "gating"], "cv": 3}),
+    ("gating", {"max_epochs": 5, "read_features": False}),
     ("feature_stacking", {"include_log_proba": True,
                           "classifier": LogisticRegression(max_iter=200)}),
 ]
@@ -78,8 +80,10 @@ def test_the_graph_computes_predict_logits(data: tuple[LogitSet, np.ndarray, np.
         got = CombinerGraph(combiner).eval()(*inputs).double().numpy()
     np.testing.assert_allclose(np.exp(got), np.exp(expected), atol=1e-5)
     assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
-    assert combiner.reads_features() == (name == "feature_stacking"
-                                        or bool(params.get("candidates")))
+    reads = (name in ("feature_stacking", "gating") and params.get("read_features", True)
+             or bool(params.get("candidates"))
+             or getattr(combiner, "chosen_", "") in ("gating", "feature_stacking"))
+    assert combiner.reads_features() == reads
 
 
 def test_a_combiner_without_a_graph_names_itself(

@@ -164,6 +164,39 @@ def test_stacked_gate_starts_at_classwise_stacking_and_keeps_up(train_set, test_
     assert not np.allclose(untrained.gate_.scale.detach().numpy(), 1.0)
 
 
+def test_a_gate_reading_the_features_beats_stacking_on_visible_difficulty() -> None:
+    # Hard rows: one expert is confidently wrong or flat, and its embedding shows it (the
+    # logits do not): only a gate that reads the features can tell which expert to distrust.
+    from ensemble.simulated_logits import complementary_logits
+
+    (fit, y), (test, y_test) = complementary_logits(3000, seed=0), complementary_logits(3000,
+                                                                                         seed=1)
+    accuracy = {}
+    for name, combiner in {
+        "voting": VotingCombiner(pattern_guard=False),
+        "stacking": StackingCombiner(pattern_guard=False),
+        "gate without features": GatingCombiner(read_features=False, pattern_guard=False),
+        "gate": GatingCombiner(pattern_guard=False),
+    }.items():
+        accuracy[name] = float((combiner.fit(fit, y).predict(test) == y_test).mean())
+    assert accuracy["gate"] > accuracy["stacking"] + 0.008, accuracy
+    assert accuracy["gate"] > accuracy["gate without features"] + 0.008, accuracy
+    assert accuracy["gate"] > accuracy["voting"] + 0.05, accuracy
+
+
+def test_a_gate_fitted_on_features_needs_them_and_saves_them(small_set, tmp_path) -> None:
+    logits, y = small_set
+    gate = GatingCombiner(max_epochs=5, pattern_guard=False).fit(logits, y)
+    assert gate.reads_features() and gate.feature_dims_ == (12, 12, 12)
+    loaded = load_combiner(gate.save(tmp_path / "gate"))
+    np.testing.assert_array_equal(loaded.predict_proba(logits), gate.predict_proba(logits))
+    bare = LogitSet(dict(logits.logits), list(logits.class_names))
+    with pytest.raises(InvalidLogitsError, match="features"):
+        gate.predict_proba(bare)
+    blind = GatingCombiner(max_epochs=5, read_features=False).fit(logits, y)
+    assert not blind.reads_features() and blind.predict_proba(bare).shape == (300, 6)
+
+
 # -- ensemble selection ---------------------------------------------------------------------
 
 
