@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import shutil
 import sys
 import time
@@ -257,7 +258,7 @@ class Pipeline:
     def _finetune(self, result: PipelineResult) -> None:
         for name, spec in self.recipe.experts.items():
             inputs = {"data": self.data_fingerprint, "expert": dataclasses.asdict(spec),
-                      "seed": self.recipe.seed}
+                      "seed": self.recipe.seed, "defaults": _expert_defaults(spec.type)}
             if self.folds:
                 inputs["cross_fit"] = dataclasses.asdict(self.recipe.cross_fit)
             digest = fingerprint(inputs)
@@ -377,6 +378,7 @@ class Pipeline:
             candidates = [c for c in entry.params.get("candidates") or ()
                           if isinstance(c, str) and f"fuse-{c}" in self._fingerprints]
             inputs = {"combiner": dataclasses.asdict(entry),
+                      "defaults": _combiner_defaults(entry.name),
                       "logits": self._fingerprints[f"logits-{fit_split}"],
                       "candidates": {c: self._fingerprints[f"fuse-{c}"] for c in candidates}}
             self._record(result, self.runner.run(
@@ -475,3 +477,29 @@ def _to_stderr(message: str) -> None:
 
 def _silent(message: str) -> None:
     return None
+
+
+def _signature_defaults(function: Any) -> dict[str, Any]:
+    """The default values of ``function``'s keyword parameters."""
+    return {name: parameter.default
+            for name, parameter in inspect.signature(function).parameters.items()
+            if parameter.default is not inspect.Parameter.empty}
+
+
+def _expert_defaults(kind: str) -> dict[str, Any]:
+    """What an expert kind and the fine-tuning loop do when a recipe leaves a setting out:
+    part of a finetune stage's identity, so changed defaults retrain instead of reusing an
+    expert trained under the old ones."""
+    from .experts import get_expert_class
+    from .experts.training import HEAD_LR_MULTIPLIER, TrainingConfig
+
+    return {"kind": _signature_defaults(get_expert_class(kind).__init__),
+            "training": dataclasses.asdict(TrainingConfig()),
+            "head_lr_multiplier": HEAD_LR_MULTIPLIER}
+
+
+def _combiner_defaults(name: str) -> dict[str, Any]:
+    """A combiner's default hyper-parameters (part of its fuse stage's identity)."""
+    from .combiners import get_combiner_class
+
+    return _signature_defaults(get_combiner_class(name).__init__)

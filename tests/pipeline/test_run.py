@@ -112,6 +112,17 @@ def test_changed_setting_reruns_dependent_stages(synthetic_run: Path, tmp_path: 
     assert ran == {"fuse-voting", "fuse-selection"}  # selection reuses the fitted voting
 
 
+def test_library_defaults_are_part_of_a_stage_identity(synthetic_run: Path) -> None:
+    # A recipe leaves most settings to the library; when a default changes (a combiner's
+    # hyper-parameter, the training loop's epochs or head learning rate), the stages that
+    # depend on it must run again instead of reusing artifacts made under the old default.
+    fuse = json.loads((synthetic_run / "stages" / "fuse-voting.json").read_text())
+    assert fuse["inputs"]["defaults"]["pattern_guard"] is True
+    finetune = json.loads((synthetic_run / "stages" / "finetune-text.json").read_text())
+    defaults = finetune["inputs"]["defaults"]
+    assert defaults["training"]["epochs"] == 10 and defaults["head_lr_multiplier"] == 10.0
+
+
 def test_killed_run_resumes_and_gives_the_same_result(synthetic_run: Path, tmp_path: Path
                                                       ) -> None:
     run_dir = tmp_path / "killed"
