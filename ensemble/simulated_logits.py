@@ -106,7 +106,6 @@ def complementary_logits(
         raise ValueError(f"n_features must be positive, got {n_features}.")
     owner = expert_blocks(n_classes, n_experts)
     rng = np.random.default_rng(seed)
-    rows = np.arange(n_rows)
     y = rng.integers(0, n_classes, n_rows)
 
     mask = np.ones((n_rows, n_experts), dtype=bool)

@@ -21,7 +21,8 @@ __all__ = ["GatingCombiner"]
 
 _FUSIONS = ("stacked", "mixture", "logits")
 _FEATURE_WIDTH = 4
-_WARM_START_C = 1.0
+_MIN_GATE_VALIDATION_ROWS = 50
+_WARM_START_CS = (0.01, 0.1, 1.0, 10.0)
 _STACKED_LR_SHARE = 0.1
 
 
@@ -144,8 +145,9 @@ class GatingCombiner(Combiner):
     present, scale each expert's block of a classwise stacking layer that starts at
     classwise stacking fitted on the gate's training rows (the gate starts neutral, the
     layer learns at a tenth of ``lr``), so early stopping keeps plain stacking when
-    per-example weights add nothing. ``"mixture"`` mixes probabilities, ``"logits"`` mixes
-    log-probabilities. Trained with Adam on NLL, weight
+    per-example weights add nothing; with fewer than 50 internal validation rows the gate
+    is not trained at all (it could not be checked). ``"mixture"`` mixes probabilities,
+    ``"logits"`` mixes log-probabilities. Trained with Adam on NLL, weight
     decay, modality dropout and early stopping on an internal ``validation_fraction``
     split. Runs on ``device`` (default: the device accelerate picks).
     :meth:`gate_weights` shows which expert decided each example.
@@ -262,7 +264,8 @@ class GatingCombiner(Combiner):
             n_val = 0
         val, train = order[:n_val], order[n_val:]
         if net.stacked:
-            self._warm_start(net, data, y, rows[train.cpu().numpy()], seed)
+            self._warm_start(net, data, y, rows[train.cpu().numpy()], rows[val.cpu().numpy()],
+                             seed)
         optimiser = torch.optim.AdamW(net.parameter_groups(self.lr), lr=self.lr,
                                       weight_decay=self.weight_decay)
 
@@ -277,7 +280,10 @@ class GatingCombiner(Combiner):
 
         best = (validation_loss(), {k: v.clone() for k, v in net.state_dict().items()})
         stale, self.n_epochs_ = 0, 0
-        for _ in range(self.max_epochs):
+        # A per-example gate that too few held-out rows can check is not trained: the
+        # stacked fusion keeps its warm start (classwise stacking) instead.
+        epochs = 0 if net.stacked and n_val < _MIN_GATE_VALIDATION_ROWS else self.max_epochs
+        for _ in range(epochs):
             self.n_epochs_ += 1
             net.train()
             shuffled = train[torch.randperm(train.numel(), generator=generator).to(device)]
@@ -303,20 +309,31 @@ class GatingCombiner(Combiner):
         self.gate_ = net.eval()
 
     def _warm_start(self, net: _GateNet, data: FusionData, y: np.ndarray, rows: np.ndarray,
-                    seed: int) -> None:
+                    held_out: np.ndarray, seed: int) -> None:
         """Start the stacked fusion at classwise stacking fitted on the gate's training
-        rows (with modality dropout), so the gate only has to learn what per-example
-        weights add; early stopping keeps the start when they add nothing."""
+        rows (with modality dropout), its ``C`` the one of ``_WARM_START_CS`` with the lowest
+        NLL on the gate's validation rows (``held_out``), so the gate only has to learn
+        what per-example weights add; early stopping keeps the start when they add
+        nothing."""
         mask = data.mask[rows]
         changed, reduced = modality_dropout(mask, self.modality_dropout,
                                             np.random.default_rng(seed))
         log_probs = data.log_probs[rows]
         parts = [stacking_blocks(log_probs, mask, ["log_proba"]),
                  stacking_blocks(log_probs[changed], reduced, ["log_proba"])]
-        model = fit_torch_linear(
-            "classwise", np.concatenate([p[0] for p in parts]),
-            np.concatenate([p[1] for p in parts]), np.concatenate([y[rows], y[rows][changed]]),
-            _WARM_START_C, n_classes=self.n_classes_)
+        design = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+        labels = np.concatenate([y[rows], y[rows][changed]])
+        check = stacking_blocks(data.log_probs[held_out], data.mask[held_out], ["log_proba"])
+        best: tuple[float, Any] = (np.inf, None)
+        fitted = None
+        for C in _WARM_START_CS:  # strongest penalty first, each fit warm-starting the next
+            fitted = fit_torch_linear("classwise", *design, labels, C,
+                                      n_classes=self.n_classes_, init=fitted)
+            loss = (-fitted.log_proba(*check)[np.arange(held_out.size), y[held_out]].mean()
+                    if held_out.size else 0.0)
+            if loss < best[0] or best[1] is None:
+                best = (loss, fitted)
+        model = best[1]
         device = net.scale.device
         with torch.no_grad():
             net.scale.copy_(torch.from_numpy(model.block_coef).to(device))

@@ -80,7 +80,7 @@ def test_the_graph_computes_predict_logits(data: tuple[LogitSet, np.ndarray, np.
         got = CombinerGraph(combiner).eval()(*inputs).double().numpy()
     np.testing.assert_allclose(np.exp(got), np.exp(expected), atol=1e-5)
     assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
-    reads = (name in ("feature_stacking", "gating") and params.get("read_features", True)
+    reads = ((name in ("feature_stacking", "gating") and params.get("read_features", True))
              or bool(params.get("candidates"))
              or getattr(combiner, "chosen_", "") in ("gating", "feature_stacking"))
     assert combiner.reads_features() == reads

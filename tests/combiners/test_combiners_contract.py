@@ -81,7 +81,9 @@ def test_chunked_prediction_matches_one_pass(name, fitted, small_set, monkeypatc
     monkeypatch.setattr(type(combiner), "_predict_chunk_rows", None)
     whole = combiner.predict_logits(logits, mask=mask)
     monkeypatch.setattr(type(combiner), "_predict_chunk_rows", 7)
-    np.testing.assert_allclose(combiner.predict_logits(logits, mask=mask), whole, atol=1e-6)
+    # float32 matmuls may round differently for other batch sizes (a gate reading features)
+    np.testing.assert_allclose(combiner.predict_logits(logits, mask=mask), whole, atol=1e-6,
+                               rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", ALL)
