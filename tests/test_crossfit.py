@@ -151,7 +151,7 @@ def test_recipe_cross_fit_runs_end_to_end_and_the_bundle_predicts(tmp_path: Path
     recipe = load_recipe(repo / "recipes" / "synthetic.yaml", [
         "cross_fit.folds=2", "evaluation.bootstrap=20", "evaluation.plots=false",
         "experts.image.training.epochs=1", "experts.text.training.epochs=1",
-        "combiners=[voting, stacking]",
+        "combiners=[voting, stacking]", "bundle.combiner=stacking",
     ])
     result = Pipeline(recipe, run_dir=tmp_path / "run", quiet=True).run()
     pipeline = Pipeline(recipe, run_dir=tmp_path / "run", quiet=True)

@@ -92,8 +92,9 @@ class AutoCombiner(Combiner):
     every fit row (with ``pattern_guard``) and predicts.
 
     ``chosen_`` names the winner, ``chosen_combiner_`` is it, and ``cv_results_`` lists
-    every candidate's out-of-fold accuracy, NLL and fit seconds (and why a candidate was
-    skipped); :meth:`summary` says it in one line for reports and ``explain``.
+    every candidate's out-of-fold accuracy, NLL and fit seconds (not saved: a saved
+    combiner is the same bytes every run), or why a candidate was skipped;
+    :meth:`summary` says it in one line for reports and ``explain``.
 
     Example:
         >>> import numpy as np
@@ -255,7 +256,9 @@ class AutoCombiner(Combiner):
         self.chosen_combiner_.save(directory / _CHOSEN_DIR)
 
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        return {}, {"chosen": self.chosen_, "cv_results": self.cv_results_, "cv": self.cv_}
+        # Without the seconds: two runs of one recipe write identical artifacts.
+        results = [{k: v for k, v in r.items() if k != "fit_s"} for r in self.cv_results_]
+        return {}, {"chosen": self.chosen_, "cv_results": results, "cv": self.cv_}
 
     def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any],
                  directory: Path) -> None:
