@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["STRUCTURES", "TorchLinear", "fit_torch_linear"]
+__all__ = ["STRUCTURES", "TorchLinear", "fit_along_Cs", "fit_torch_linear"]
 
 STRUCTURES = ("classwise", "full")
 _PREDICT_CHUNK = 65_536
@@ -222,3 +222,33 @@ def fit_torch_linear(
 
 def _outer(structure: str, mean: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
     return mean * total if structure == "classwise" else mean[:, None] * total
+
+
+def fit_along_Cs(
+    structure: str,
+    blocks: np.ndarray | None,
+    scalars: np.ndarray,
+    y: np.ndarray,
+    Cs: Sequence[float],
+    held_out: tuple[np.ndarray | None, np.ndarray, np.ndarray],
+    *,
+    n_classes: int,
+    max_iter: int = 100,
+) -> tuple[float, TorchLinear]:
+    """Fit once per ``C`` from the strongest penalty up, each fit warm-started from the
+    last, and return the ``C`` and model with the lowest mean NLL on ``held_out``
+    (``(blocks, scalars, y)``; the first such ``C`` on ties, the strongest penalty when
+    ``held_out`` has no rows)."""
+    held_blocks, held_scalars, held_y = held_out
+    best: tuple[float, float, TorchLinear] | None = None
+    model = None
+    for C in sorted(float(c) for c in Cs):
+        model = fit_torch_linear(structure, blocks, scalars, y, C, n_classes=n_classes,
+                                 max_iter=max_iter, init=model)
+        loss = (-model.log_proba(held_blocks, held_scalars)[np.arange(held_y.size),
+                                                            held_y].mean()
+                if held_y.size else 0.0)
+        if best is None or loss < best[0]:
+            best = (loss, C, model)
+    assert best is not None, "Cs is empty"
+    return best[1], best[2]

@@ -23,7 +23,7 @@ from ._sklearn_io import (
     restore_scaler,
     scaler_arrays,
 )
-from ._torch_linear import TorchLinear, fit_torch_linear
+from ._torch_linear import TorchLinear, fit_along_Cs, fit_torch_linear
 from .base import Combiner, FusionData
 from .graph import LinearScores, SklearnLinearProba
 from .registry import register_combiner
@@ -181,18 +181,10 @@ class FeatureStacking(Combiner):
         n_held = int(rows.size * _HOLDOUT_SHARE)
         test, train = np.sort(rows[:n_held]), np.sort(rows[n_held:])
         design, blocks, labels = self._training_set(data, y, train, rng)
-        held_design = self._design(data, test, data.mask[test])
-        held_blocks = self._blocks(data, test, data.mask[test])
-        best: tuple[float, float, TorchLinear | None] = (np.inf, float(self.Cs[0]), None)
-        model = None
-        for C in sorted(float(c) for c in self.Cs):
-            model = fit_torch_linear("classwise", blocks, design, labels, C,
-                                     n_classes=self.n_classes_, max_iter=_MAX_ITER, init=model)
-            loss = -model.log_proba(held_blocks, held_design)[np.arange(test.size),
-                                                              y[test]].mean()
-            if loss < best[0]:
-                best = (loss, C, model)
-        return best[1], best[2]
+        held_out = (self._blocks(data, test, data.mask[test]),
+                    self._design(data, test, data.mask[test]), y[test])
+        return fit_along_Cs("classwise", blocks, design, labels, self.Cs, held_out,
+                            n_classes=self.n_classes_, max_iter=_MAX_ITER)
 
     def _log_proba(self, data: FusionData) -> np.ndarray:
         rows = np.arange(data.n_rows)

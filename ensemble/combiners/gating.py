@@ -13,7 +13,7 @@ from ..exceptions import ConfigError, InvalidLogitsError
 from ._checks import check_choice, check_positive_ints, check_rate
 from ._design import modality_dropout, stacking_blocks
 from ._inputs import LogitsLike, MaskLike
-from ._torch_linear import fit_torch_linear
+from ._torch_linear import fit_along_Cs
 from .base import PREDICT_CHUNK_ROWS, Combiner, FusionData
 from .registry import register_combiner
 
@@ -324,16 +324,8 @@ class GatingCombiner(Combiner):
         design = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
         labels = np.concatenate([y[rows], y[rows][changed]])
         check = stacking_blocks(data.log_probs[held_out], data.mask[held_out], ["log_proba"])
-        best: tuple[float, Any] = (np.inf, None)
-        fitted = None
-        for C in _WARM_START_CS:  # strongest penalty first, each fit warm-starting the next
-            fitted = fit_torch_linear("classwise", *design, labels, C,
-                                      n_classes=self.n_classes_, init=fitted)
-            loss = (-fitted.log_proba(*check)[np.arange(held_out.size), y[held_out]].mean()
-                    if held_out.size else 0.0)
-            if loss < best[0] or best[1] is None:
-                best = (loss, fitted)
-        model = best[1]
+        _, model = fit_along_Cs("classwise", *design, labels, _WARM_START_CS,
+                                (*check, y[held_out]), n_classes=self.n_classes_)
         device = net.scale.device
         with torch.no_grad():
             net.scale.copy_(torch.from_numpy(model.block_coef).to(device))

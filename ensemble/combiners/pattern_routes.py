@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.base import clone
 
-from ..labels import log_softmax
+from ._math import expert_log_probs, log_softmax, masked_weights, mix
 
 if TYPE_CHECKING:
     from ..logits import LogitSet
@@ -134,9 +134,8 @@ def apply_routes(routes: np.ndarray, mask: np.ndarray, log_probs: np.ndarray,
         fused[alone] = log_softmax(log_probs[alone, route[alone]].astype(np.float64))
     averaged = np.flatnonzero(route == n_experts)
     if averaged.size:
-        present = mask[averaged]
-        probs = np.exp(log_probs[averaged].astype(np.float64)) * present[:, :, None]
-        mean = probs.sum(axis=1) / np.maximum(present.sum(axis=1, keepdims=True), 1)
+        equal = masked_weights(np.ones(n_experts), mask[averaged])
+        mean = mix(equal, log_probs[averaged], exp=True)  # soft voting's plain average
         fused[averaged] = log_softmax(np.log(np.maximum(mean, 1e-300)))
     return fused
 
@@ -180,9 +179,7 @@ def _held_out_answers(copy: Combiner, held_set: LogitSet, codes: list[int]
     names = held_set.expert_names
     n_experts = len(names)
     mask = np.asarray(held_set.mask)
-    temperatures = np.asarray(copy.temperatures_, dtype=np.float64)
-    log_probs = np.stack([log_softmax(held_set.logits[m].astype(np.float64) / temperatures[j])
-                          for j, m in enumerate(names)], axis=1)
+    log_probs = expert_log_probs([held_set.logits[m] for m in names], copy.temperatures_, mask)
     answers = {}
     for code in codes:
         members = [j for j in range(n_experts) if code >> j & 1]
