@@ -1,13 +1,14 @@
 """Experts: one model per input column, as plugins in one registry.
 
 Built-in kinds: ``timm`` (:class:`ImageExpert`), ``transformers`` (:class:`TextExpert`),
-``sklearn`` (:class:`TabularExpert`), ``precomputed`` (:class:`PrecomputedExpert`) and
-``bagged`` (:class:`BaggedExpert`, the fold experts of cross-fitting used as one).
+``tfidf`` (:class:`TfidfExpert`), ``sklearn`` (:class:`TabularExpert`), ``precomputed``
+(:class:`PrecomputedExpert`) and ``bagged`` (:class:`BaggedExpert`, the fold experts of
+cross-fitting used as one).
 
 Example:
     >>> from ensemble.experts import list_experts
     >>> list_experts()
-    ['bagged', 'precomputed', 'sklearn', 'timm', 'transformers']
+    ['bagged', 'precomputed', 'sklearn', 'tfidf', 'timm', 'transformers']
 """
 
 from __future__ import annotations
@@ -23,17 +24,19 @@ if TYPE_CHECKING:
     from .hf_text import TextExpert
     from .precomputed import PrecomputedExpert
     from .sklearn_tabular import TabularExpert
+    from .sklearn_text import TfidfExpert
     from .timm_image import ImageExpert
     from .torch_expert import TorchExpert
     from .training import EpochRecord, TrainingConfig, TrainingResult, train_classifier
 
 #: Names imported on first access (the torch kinds cost seconds to import, and the ONNX
-#: runtime must load the tabular and precomputed kinds without torch).
+#: runtime must load the tabular, tfidf and precomputed kinds without torch).
 _LAZY = {
     "BaggedExpert": "bagged",
     "TextExpert": "hf_text",
     "PrecomputedExpert": "precomputed",
     "TabularExpert": "sklearn_tabular",
+    "TfidfExpert": "sklearn_text",
     "ImageExpert": "timm_image",
     "TorchExpert": "torch_expert",
     "EpochRecord": "training",
@@ -62,6 +65,7 @@ __all__ = [
     "PrecomputedExpert",
     "TabularExpert",
     "TextExpert",
+    "TfidfExpert",
     "TorchExpert",
     "TrainingConfig",
     "TrainingResult",

@@ -1,7 +1,8 @@
 """The expert registry: every kind of expert is a class registered under a short name.
 
-Built in: ``timm`` (images), ``transformers`` (texts), ``sklearn`` (tabular column groups)
-and ``precomputed`` (scores computed elsewhere). A new kind is one file with
+Built in: ``timm`` (images), ``transformers`` (texts), ``tfidf`` (texts, TF-IDF n-grams +
+a linear model), ``sklearn`` (tabular column groups) and ``precomputed`` (scores computed
+elsewhere). A new kind is one file with
 ``@register_expert("kind")`` on an :class:`~ensemble.experts.Expert` subclass; nothing else
 in the library changes.
 
@@ -36,6 +37,7 @@ EXPERTS: Registry[type[Expert]] = Registry("expert kind", builtins={
     "timm": "ensemble.experts.timm_image",
     "transformers": "ensemble.experts.hf_text",
     "sklearn": "ensemble.experts.sklearn_tabular",
+    "tfidf": "ensemble.experts.sklearn_text",
     "precomputed": "ensemble.experts.precomputed",
     "bagged": "ensemble.experts.bagged",
 })

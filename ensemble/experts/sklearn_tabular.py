@@ -10,15 +10,13 @@ are imputed with the training median and categories one-hot encoded.
 Saved without pickle: the feature encoding as JSON, the estimator with ``skops``. It is
 loaded back only when its bytes match the fingerprint recorded next to it and every type in
 the file that skops does not trust by default is a scikit-learn *class* (or one of
-:data:`TRUSTED_EXTRA`, or listed by the caller in ``trusted_types``). Functions are never
-trusted by module name: skops calls some loaded callables while it loads (e.g.
-``builtins.exec``), so a file naming one could run code.
+:data:`TRUSTED_EXTRA`, or listed by the caller in ``trusted_types``); see
+:mod:`ensemble.experts.sklearn_estimators`, which both scikit-learn kinds use.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -34,15 +32,18 @@ from ..labels import LabelSpace, log_probabilities
 from ..modalities.tabular import TabularModality
 from .base import Expert
 from .registry import register_expert
+from .sklearn_estimators import (
+    TRUSTED_EXTRA,
+    check_classifier,
+    estimator_bytes,
+    estimator_from_name,
+    load_estimator,
+)
 
 __all__ = ["TRUSTED_EXTRA", "TabularExpert"]
 
 _ESTIMATOR = "estimator.skops"
 _ENCODING = "encoding.json"
-#: Types beyond scikit-learn's classes that its own classifiers store and that are safe to
-#: load (HistGradientBoosting with categorical features binds ``check_array`` in a partial;
-#: the partial's function is checked on its own).
-TRUSTED_EXTRA = frozenset({"functools.partial", "sklearn.utils.validation.check_array"})
 
 
 def _default_estimator(seed: int, categorical: list[bool]) -> Any:
@@ -53,37 +54,10 @@ def _default_estimator(seed: int, categorical: list[bool]) -> Any:
         random_state=seed, categorical_features=mask if mask.any() else None)
 
 
-def _estimator_from_name(name: str, params: Mapping[str, Any]) -> Any:
-    module_name, _, class_name = name.rpartition(".")
-    if not module_name.startswith("sklearn.") or not class_name:
-        raise ConfigError(
-            f"estimator {name!r} must be a scikit-learn classifier's dotted path, e.g. "
-            "'sklearn.ensemble.RandomForestClassifier' (other estimators: pass an instance "
-            "from Python)."
-        )
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as err:
-        raise ConfigError(f"estimator {name!r} cannot be imported ({err}).") from None
-    return cls(**params)
-
-
 def _absent(value: Any) -> bool:
     """A missing group: ``None``, or a mapping whose fields are all missing (the data layer
     stores such a row as ``None``)."""
     return value is None or (isinstance(value, Mapping) and TabularModality().is_missing(value))
-
-
-def _is_sklearn_class(name: str) -> bool:
-    """Whether ``name`` (``module.Class``) is a class defined in scikit-learn."""
-    module_name, _, attribute = name.rpartition(".")
-    if module_name != "sklearn" and not module_name.startswith("sklearn."):
-        return False
-    try:
-        value = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError, ValueError):
-        return False
-    return isinstance(value, type) and str(value.__module__).startswith("sklearn.")
 
 
 def _allows_nan(estimator: Any) -> bool:
@@ -103,7 +77,8 @@ class TabularExpert(Expert):
     (with ``estimator_params``), or ``None`` for ``HistGradientBoostingClassifier``.
 
     Example:
-        >>> expert = TabularExpert(column="meta", labels=["a", "b"])
+        >>> expert = TabularExpert(column="meta", labels=["a", "b"],
+        ...                        estimator_params={"min_samples_leaf": 2})
         >>> rows = [{"x": 0.0}, {"x": 1.0}] * 10
         >>> import datasets
         >>> ds = datasets.Dataset.from_dict({"meta": rows, "label": ["a", "b"] * 10})
@@ -212,23 +187,16 @@ class TabularExpert(Expert):
     # -- fitting --------------------------------------------------------------------------
 
     def _make_estimator(self) -> Any:
-        from sklearn.base import clone, is_classifier
+        from sklearn.base import clone
 
         categorical = [self.kinds_[n] == "categorical" for n in self.fields_]
-        if self.estimator is None:
-            estimator = _default_estimator(self.seed, categorical)
-        elif isinstance(self.estimator, str):
-            estimator = _estimator_from_name(self.estimator, self.estimator_params)
-        else:
-            estimator = clone(self.estimator)
-            if self.estimator_params:
-                estimator.set_params(**self.estimator_params)
-        if not is_classifier(estimator) or not hasattr(estimator, "predict_proba"):
-            raise ConfigError(
-                f"estimator {type(estimator).__name__} is not a scikit-learn classifier with "
-                "predict_proba; use e.g. HistGradientBoostingClassifier or LogisticRegression."
-            )
-        return estimator
+        if isinstance(self.estimator, str):
+            return check_classifier(estimator_from_name(self.estimator, self.estimator_params))
+        estimator = (_default_estimator(self.seed, categorical) if self.estimator is None
+                     else clone(self.estimator))
+        if self.estimator_params:
+            estimator.set_params(**self.estimator_params)
+        return check_classifier(estimator)
 
     def fit(self, train: Any, eval_dataset: Any | None = None, *, config: Any = None,
             label_column: str = "label", **train_args: Any) -> TabularExpert:
@@ -302,9 +270,7 @@ class TabularExpert(Expert):
 
     def _estimator_bytes(self) -> bytes:
         if self._blob is None:
-            import skops.io
-
-            self._blob = skops.io.dumps(self.estimator_)
+            self._blob = estimator_bytes(self.estimator_)
         return self._blob
 
     def _encoding(self) -> dict[str, Any]:
@@ -346,8 +312,6 @@ class TabularExpert(Expert):
                    trusted_types: Sequence[str] = (), **kwargs: Any) -> TabularExpert:
         """Load with skops after checking the file against the recorded fingerprint,
         trusting only scikit-learn classes, :data:`TRUSTED_EXTRA` and ``trusted_types``."""
-        import skops.io
-
         params = metadata.get("params") or {}
         expert = cls(column=str(metadata["column"]), labels=metadata["class_names"],
                      estimator=params.get("estimator"),
@@ -376,22 +340,7 @@ class TabularExpert(Expert):
                 f"{directory}: {_ESTIMATOR} or {_ENCODING} does not match the fingerprint in "
                 "ensemble.json; the folder was modified after saving. Re-save the expert."
             )
-        try:
-            untrusted = skops.io.get_untrusted_types(data=blob)
-        except Exception as err:  # skops raises several types on a damaged zip
-            raise ArtifactError(f"{directory / _ESTIMATOR} is not a skops file ({err}).") from err
-        allowed = TRUSTED_EXTRA | set(trusted_types)
-        refused = [t for t in untrusted if t not in allowed and not _is_sklearn_class(t)]
-        if refused:
-            raise ArtifactError(
-                f"{directory / _ESTIMATOR} contains types that are not scikit-learn classes: "
-                f"{refused!r}; load it only if you trust its author, with "
-                f"load_expert(..., trusted_types={refused!r})."
-            )
-        try:
-            expert.estimator_ = skops.io.loads(blob, trusted=list(untrusted))
-        except Exception as err:  # skops and the estimators' own __setstate__ raise many types
-            raise ArtifactError(f"{directory / _ESTIMATOR} cannot be loaded ({err}).") from err
+        expert.estimator_ = load_estimator(blob, directory / _ESTIMATOR, trusted_types)
         expert._blob = blob
         expert.check_loaded(directory, metadata)
         return expert

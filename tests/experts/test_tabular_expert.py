@@ -98,6 +98,11 @@ def test_the_default_estimator_learns_numeric_and_categorical_fields(
     assert _accuracy(fitted, test) > 0.8  # chance is 1/3
 
 
+def test_estimator_params_reach_the_default_estimator_too(train: Dataset) -> None:
+    expert = TabularExpert(column="meta", labels=CLASSES, estimator_params={"max_iter": 7})
+    assert expert.fit(train).estimator_.max_iter == 7
+
+
 def test_a_categorical_field_alone_is_learnt_and_unseen_categories_are_missing() -> None:
     shapes = [SHAPES[i % 3] for i in range(60)]
     train = Dataset.from_dict({"meta": [{"shape": s} for s in shapes],

@@ -31,6 +31,7 @@ from ensemble.exceptions import (
     DataError,
     EnsembleError,
     InvalidTabularError,
+    InvalidTextError,
     ModalityError,
     UnknownNameError,
 )
@@ -119,6 +120,20 @@ def _tabular_csv_with_a_word(env: Env) -> Any:
                            label_column="kind")
 
 
+def _tfidf() -> Any:
+    """A tfidf expert fitted on column ``title`` of a tiny dataset."""
+    data = _dataset().add_column("title", [["a cat nap", "a dog bone", "a red fox"][i % 3]
+                                           for i in range(len(IDS))])
+    return create_expert("tfidf", column="title", labels=CLASSES).fit(data)
+
+
+def _tampered_tfidf(env: Env) -> Any:
+    folder = _tfidf().save_pretrained(env.files / "title")
+    saved = folder / "pipeline.skops"
+    saved.write_bytes(saved.read_bytes() + b"\0")
+    return load_expert(folder)
+
+
 def _merge_same_name(env: Env) -> Any:
     logits = LogitSet({"meta": np.zeros((2, 3))}, CLASSES, ids=["a", "b"])
     return logits.merge(LogitSet({"meta": np.ones((2, 3))}, CLASSES, ids=["a", "b"]))
@@ -180,6 +195,11 @@ CASES = [
     Case("tabular-row-not-a-mapping", lambda e: e.predictor.predict(
         {"meta": ["x=1"], "id": ["ex-0"]}), InvalidTabularError,
         ("'x=1'", "mapping {field: value}")),
+    # -- tfidf texts ------------------------------------------------------------------------------
+    Case("tfidf-text-not-a-string", lambda e: _tfidf().predict_logits(["a fox", 7]),
+         InvalidTextError, ("row 1 of column 'title'", "int (7)", "None for a missing text")),
+    Case("tfidf-tampered-file", _tampered_tfidf, ArtifactError,
+         ("pipeline.skops", "does not match the fingerprint", "Re-save the expert")),
     # -- kinds and recipes ------------------------------------------------------------------------
     Case("create-unknown-expert-kind", lambda e: create_expert(
         "sklaern", column="meta", labels=CLASSES), UnknownNameError,
