@@ -493,8 +493,10 @@ def _expert_defaults(kind: str) -> dict[str, Any]:
     from .experts import get_expert_class
     from .experts.training import HEAD_LR_MULTIPLIER, TrainingConfig
 
-    return {"kind": _signature_defaults(get_expert_class(kind).__init__),
-            "training": dataclasses.asdict(TrainingConfig()),
+    cls = get_expert_class(kind)
+    defaults = getattr(cls, "default_training_config", TrainingConfig)()
+    return {"kind": _signature_defaults(cls.__init__),
+            "training": dataclasses.asdict(defaults),
             "head_lr_multiplier": HEAD_LR_MULTIPLIER}
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import timm
@@ -87,6 +87,9 @@ class ImageExpert(TorchExpert):
     """
 
     modality = "image"
+    #: ImageNet-pretrained convolutional bodies fine-tune well at 1e-3 (AdamW; the fresh head
+    #: at 10x): at transformers' 5e-5 the emoji image expert reached 0.631 against 0.770.
+    default_training: ClassVar[Mapping[str, Any]] = {"learning_rate": 1e-3}
 
     def __init__(
         self,

@@ -132,21 +132,33 @@ class TorchExpert(Expert):
 
     # -- training -------------------------------------------------------------------------
 
+    #: :class:`TrainingConfig` fields this kind sets where the caller leaves them out (a
+    #: kind whose pretrained bodies want another learning rate than transformers' 5e-5).
+    default_training: ClassVar[Mapping[str, Any]] = {}
+
+    @classmethod
+    def default_training_config(cls) -> TrainingConfig:
+        """The :class:`TrainingConfig` that ``fit`` and recipes start from for this kind."""
+        return TrainingConfig(**cls.default_training)
+
     @classmethod
     def training_config(cls, options: Mapping[str, Any], *, seed: int = 0,
                         progress: bool = True) -> TrainingConfig:
-        """A :class:`TrainingConfig` from a recipe's ``training:`` mapping."""
-        config = TrainingConfig.from_options({"seed": seed, **options})
+        """A :class:`TrainingConfig` from a recipe's ``training:`` mapping, on top of the
+        kind's :attr:`default_training`."""
+        config = TrainingConfig.from_options({**cls.default_training, "seed": seed, **options})
         return config.updated(progress=progress and config.progress)
 
     def resume_config(self, config: TrainingConfig | None, work_dir: Path) -> TrainingConfig:
-        return (config or TrainingConfig()).updated(output_dir=str(work_dir), resume=True)
+        return (config or self.default_training_config()).updated(output_dir=str(work_dir),
+                                                                   resume=True)
 
     def fold_config(self, config: TrainingConfig | None, work_dir: Path | None
                     ) -> TrainingConfig:
         """Each fold trains its full epoch count (the held-out fold must stay unseen), and
         resumes from ``work_dir`` when given."""
-        fold = (config or TrainingConfig()).updated(early_stopping_patience=None)
+        fold = (config or self.default_training_config()).updated(
+            early_stopping_patience=None)
         if work_dir is not None:
             fold = fold.updated(output_dir=str(work_dir), resume=True)
         return fold
@@ -156,13 +168,14 @@ class TorchExpert(Expert):
             **train_args: Any) -> TorchExpert:
         """Fine-tune on ``train`` (a ``datasets.Dataset``), keeping the best eval epoch.
 
-        ``train_args`` override fields of ``config`` (see :class:`TrainingConfig`). Rows
-        whose input is ``None`` are skipped.
+        ``train_args`` override fields of ``config`` (see :class:`TrainingConfig`; without
+        ``config``, the kind's :meth:`default_training_config`). Rows whose input is ``None``
+        are skipped.
 
         Example:
             >>> expert.fit(ds["train"], ds["validation"], epochs=3)  # doctest: +SKIP
         """
-        config = (config or TrainingConfig()).updated(**train_args)
+        config = (config or self.default_training_config()).updated(**train_args)
         labels = self.encode_labels(train, label_column)
         keep = np.flatnonzero(self.present_rows(train))
         if keep.size == 0:

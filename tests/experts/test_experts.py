@@ -70,6 +70,37 @@ def fitted(train, validation, tiny_text_checkpoint, tmp_path_factory):
 # -- fit, save and load ---------------------------------------------------------------------
 
 
+def test_each_kind_starts_from_its_own_training_defaults(
+        train, tiny_text_checkpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+    """timm bodies default to 1e-3, transformers to TrainingConfig's 5e-5; a recipe's or
+    the caller's value wins over the kind's."""
+    from ensemble.experts import TrainingConfig
+
+    assert ImageExpert.default_training_config().learning_rate == 1e-3
+    assert TextExpert.default_training_config() == TrainingConfig()
+    assert ImageExpert.training_config({"epochs": 2}).learning_rate == 1e-3
+    assert ImageExpert.training_config({"learning_rate": "3e-4"}).learning_rate == 3e-4
+    image = _image()
+    assert image.fold_config(None, None).learning_rate == 1e-3
+    seen: list[TrainingConfig] = []
+
+    class Stop(Exception):
+        pass
+
+    def record(*args: object, config: TrainingConfig, **kwargs: object) -> None:
+        seen.append(config)
+        raise Stop
+
+    monkeypatch.setattr(torch_expert, "train_classifier", record)
+    for expert, expected in ((image, 1e-3), (_text(tiny_text_checkpoint), 5e-5)):
+        with pytest.raises(Stop):
+            expert.fit(train, epochs=1)
+        assert (seen[-1].learning_rate, seen[-1].epochs) == (expected, 1)
+    with pytest.raises(Stop):
+        image.fit(train, learning_rate=2e-4)
+    assert seen[-1].learning_rate == 2e-4
+
+
 @pytest.mark.parametrize("modality", ["image", "text"])
 def test_fit_records_history_and_changes_the_fingerprint(fitted, train, validation,
                                                          modality) -> None:

@@ -121,6 +121,9 @@ def test_library_defaults_are_part_of_a_stage_identity(synthetic_run: Path) -> N
     finetune = json.loads((synthetic_run / "stages" / "finetune-text.json").read_text())
     defaults = finetune["inputs"]["defaults"]
     assert defaults["training"]["epochs"] == 10 and defaults["head_lr_multiplier"] == 10.0
+    assert defaults["training"]["learning_rate"] == 5e-5  # transformers' default
+    image = json.loads((synthetic_run / "stages" / "finetune-image.json").read_text())
+    assert image["inputs"]["defaults"]["training"]["learning_rate"] == 1e-3  # timm's
 
 
 def test_killed_run_resumes_and_gives_the_same_result(synthetic_run: Path, tmp_path: Path
