@@ -173,6 +173,35 @@ def test_no_input_reads_category_subcategory_or_sort_order(tmp_path: Path) -> No
                 assert not any(w in json.dumps(row[column]).lower() for w in words), row
 
 
+def test_emoji_subcategory_label_space(
+    tmp_path: Path, fake_tarball: Path, emoji: DatasetDict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """label="subcategory": the fine label, the category as a coarse text column, the same
+    splits; the cache built for categories serves it without a rebuild."""
+    monkeypatch.setenv("ENSEMBLE_CACHE", str(tmp_path))
+    load_emoji(tarball=fake_tarball)
+    monkeypatch.setattr(emoji_module, "build_emoji", lambda *a, **k: pytest.fail("rebuilt"))
+    fine = load_emoji(label="subcategory")
+    assert class_names(fine) == [f"sub-{c}-{j}" for c in range(3) for j in range(2)]
+    assert fine["train"].column_names[-1] == "category"
+    assert "subcategory" not in fine["train"].column_names
+    for split in emoji:
+        assert fine[split]["id"] == emoji[split]["id"]
+    by_id = {r["id"]: r for split in fine.values() for r in split.remove_columns("image")}
+    assert class_names(fine)[by_id["1F001"]["label"]] == "sub-0-1"
+    assert by_id["1F001"]["category"] == "Smileys & Emotion"
+    coarse = {r["id"]: r for split in emoji.values() for r in split.remove_columns("image")}
+    assert all(by_id[i]["text"] == coarse[i]["text"] and by_id[i]["meta"] == coarse[i]["meta"]
+               for i in by_id)  # the inputs are the category dataset's
+    # each fake subcategory has 5 emoji: min_class_rows=6 keeps none
+    with pytest.raises(DataError, match=r"min_class_rows"):
+        load_emoji(label="subcategory", min_class_rows=6)
+    with pytest.raises(ConfigError, match=r"'colour'.*'category', 'subcategory'"):
+        load_emoji(label="colour")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"min_class_rows.*0"):
+        load_emoji(label="subcategory", min_class_rows=0)
+
+
 def test_emoji_images_are_rgb_on_white(emoji: DatasetDict) -> None:
     names = class_names(emoji)
     for row in emoji["test"]:
@@ -214,10 +243,10 @@ def test_emoji_cache_is_reused_and_deterministic(
     assert second["validation"]["id"] == emoji["validation"]["id"]
     with pytest.raises(AssertionError, match="cache"):
         load_emoji(overwrite=True, tarball=fake_tarball)
-    # a cache written by an older builder version (before keywords / meta) is rebuilt
+    # a cache written by an older builder version (without subcategories) is rebuilt
     meta_file = tmp_path / "datasets" / "emoji-google-16.0.0-64px" / "ensemble_dataset.json"
     meta = json.loads(meta_file.read_text())
-    meta_file.write_text(json.dumps({**meta, "builder_version": 1}))
+    meta_file.write_text(json.dumps({**meta, "builder_version": 2}))
     with pytest.raises(AssertionError, match="cache"):
         load_emoji()
 

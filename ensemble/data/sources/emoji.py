@@ -1,9 +1,10 @@
 """``load_emoji``: the real emoji dataset built from ``emoji-datasource-google@16.0.0``.
 
-One row per emoji (category ``Component`` dropped), labelled with its Unicode category, with
-four inputs: ``image`` (the Google Noto image), ``text`` (the name), ``keywords`` (short names
-and emoticons) and ``meta`` (a tabular group of code-point facts). Nothing derived from the
-category, subcategory or sort order enters an input. See :func:`load_emoji`.
+One row per emoji (category ``Component`` dropped), labelled with its Unicode category (or,
+for a harder label space, its subcategory), with four inputs: ``image`` (the Google Noto
+image), ``text`` (the name), ``keywords`` (short names and emoticons) and ``meta`` (a tabular
+group of code-point facts). Nothing derived from the category, subcategory or sort order
+enters those inputs. See :func:`load_emoji`.
 """
 
 from __future__ import annotations
@@ -18,15 +19,15 @@ import tarfile
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from ..._io import atomic_directory, read_json, sha256_file, write_json
 from ...exceptions import ArtifactError, ConfigError, DataError, DependencyError
 
-__all__ = ["EMOJI_META_FIELDS", "EMOJI_PACKAGE", "EMOJI_VERSION", "build_emoji", "cache_root",
-           "load_emoji"]
+__all__ = ["EMOJI_LABELS", "EMOJI_META_FIELDS", "EMOJI_PACKAGE", "EMOJI_VERSION", "build_emoji",
+           "cache_root", "load_emoji"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,10 @@ EMOJI_VERSION = "16.0.0"
 _EMOJI_NATIVE_SIZE = 64
 # Bump when the rows, columns or splits built by load_emoji change: invalidates old caches.
 # 2: inputs ``keywords`` and ``meta`` added, ``subcategory`` dropped.
-_EMOJI_BUILDER_VERSION = 2
+# 3: ``subcategory`` kept in the cache (for ``label="subcategory"``); splits unchanged.
+_EMOJI_BUILDER_VERSION = 3
+#: What ``load_emoji(label=...)`` can label the rows with.
+EMOJI_LABELS: tuple[str, ...] = ("category", "subcategory")
 _META_FILE = "ensemble_dataset.json"
 #: The numeric fields of the emoji ``meta`` input (none derived from category or order).
 EMOJI_META_FIELDS: tuple[str, ...] = (
@@ -61,8 +65,11 @@ def load_emoji(
     image_size: int = 64,
     tarball: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
+    label: Literal["category", "subcategory"] = "category",
+    min_class_rows: int = 5,
 ) -> Any:
-    """Build (once) and load the emoji dataset: 9 emoji categories, four inputs.
+    """Build (once) and load the emoji dataset: 9 emoji categories (or 89 subcategories),
+    four inputs.
 
     Source: the npm package ``emoji-datasource-google@16.0.0`` (emoji data MIT, Google Noto
     emoji images Apache-2.0), fetched with ``npm pack`` unless ``tarball`` points at an already
@@ -83,6 +90,13 @@ def load_emoji(
       kept as metadata. Nothing derived from ``category``, ``subcategory`` or ``sort_order``
       is in an input column (``subcategory`` is not kept at all).
 
+    ``label="subcategory"`` gives the harder label space: ``label`` is the Unicode
+    subcategory (``"face-smiling"``, ``"animal-mammal"``, ...), keeping the subcategories with
+    at least ``min_class_rows`` emoji (89 of 98 at the default 5, 1,883 rows) and at least one
+    training row; the splits are the category splits above, less the dropped rows. A
+    ``category`` column then holds the coarse group as text: the input of a coarse text
+    expert (a "product type" that narrows the fine label without naming it).
+
     Splits: rows sorted by ``sort_order``, then stratified ``train_test_split`` with
     ``random_state=0`` into 60% train / 20% validation / 20% test; each split is kept in
     ``sort_order``. The built dataset is cached under ``cache_dir`` (default
@@ -96,10 +110,22 @@ def load_emoji(
         >>> ds["train"][0]["meta"]  # doctest: +SKIP
         {'code_points': 1.0, 'first_code_point': 128512.0, 'skin_tones': 0.0, ...}
     """
-    from datasets import DatasetDict
-
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
         raise ConfigError(f"image_size must be an integer >= 8, got {image_size!r}.")
+    if label not in EMOJI_LABELS:
+        raise ConfigError(f"label is {label!r}; choose one of {EMOJI_LABELS}.")
+    if isinstance(min_class_rows, bool) or not isinstance(min_class_rows, int) \
+            or min_class_rows < 1:
+        raise ConfigError(f"min_class_rows must be an integer >= 1, got {min_class_rows!r}.")
+    return _labelled(_load_built(cache_dir, image_size, tarball, overwrite), label,
+                     min_class_rows)
+
+
+def _load_built(cache_dir: str | os.PathLike[str] | None, image_size: int,
+                tarball: str | os.PathLike[str] | None, overwrite: bool) -> Any:
+    """The built dataset (category labels, ``subcategory`` column), from the cache or new."""
+    from datasets import DatasetDict
+
     target = cache_root(cache_dir) / "datasets" / f"emoji-google-{EMOJI_VERSION}-{image_size}px"
     if not overwrite and _emoji_cache_valid(target, image_size):
         try:
@@ -140,6 +166,42 @@ def _emoji_cache_valid(target: Path, image_size: int) -> bool:
         and meta.get("version") == EMOJI_VERSION
         and meta.get("image_size") == image_size
     )
+
+
+def _labelled(dsd: Any, label: str, min_class_rows: int) -> Any:
+    """``dsd`` labelled by ``label``: as built (less ``subcategory``) for categories; for
+    subcategories, the kept rows relabelled and the category as a ``category`` text column."""
+    if label == "category":
+        return dsd.remove_columns("subcategory")
+    from collections import Counter
+
+    from datasets import ClassLabel, DatasetDict, Value
+
+    categories = dsd["train"].features["label"].names
+    total = Counter(s for split in dsd.values() for s in split["subcategory"])
+    in_train = set(dsd["train"]["subcategory"])
+    kept = sorted(s for s, n in total.items() if n >= min_class_rows and s in in_train)
+    if len(kept) < 2:
+        raise DataError(
+            f"only {len(kept)} subcategories have {min_class_rows} or more emoji; lower "
+            "min_class_rows."
+        )
+    index = {name: i for i, name in enumerate(kept)}
+
+    def relabel(batch: Mapping[str, list[Any]]) -> dict[str, list[Any]]:
+        return {"label": [index[s] for s in batch["subcategory"]],
+                "category": [categories[c] for c in batch["label"]]}
+
+    splits = {}
+    for split, data in dsd.items():
+        data = data.filter(lambda s: s in index, input_columns="subcategory",
+                           keep_in_memory=True)
+        features = data.features.copy()
+        features["label"] = ClassLabel(names=kept)
+        features["category"] = Value("string")
+        splits[split] = data.map(relabel, batched=True, features=features,
+                                 keep_in_memory=True).remove_columns("subcategory")
+    return DatasetDict(splits)
 
 
 def _npm_pack(workdir: Path) -> Path:
@@ -365,6 +427,7 @@ def build_emoji(tarball: Path, image_size: int) -> tuple[Any, dict[str, Any]]:
         "meta": {field: Value("float64") for field in EMOJI_META_FIELDS},
         "short_names": _string_list_feature(),
         "unified": Value("string"),
+        "subcategory": Value("string"),
     })
     splits = {}
     for split, idx in (("train", train_idx), ("validation", val_idx), ("test", test_idx)):
@@ -382,6 +445,7 @@ def build_emoji(tarball: Path, image_size: int) -> tuple[Any, dict[str, Any]]:
                 "meta": [_emoji_meta(e) for e in chosen],
                 "short_names": [[str(s) for s in e.get("short_names") or []] for e in chosen],
                 "unified": [e["unified"] for e in chosen],
+                "subcategory": [str(e.get("subcategory") or "") for e in chosen],
             },
             features=features,
         )
