@@ -21,6 +21,14 @@ Datasets (``--datasets``; each gives fit logits + labels and test logits + label
   ``runs/synthetic``; when its logits are absent the benchmark first runs ``ensemble run
   recipes/synthetic.yaml --run-dir DIR``, under a minute). Not cross-fitted: fitted on
   ``logits/validation``.
+- ``emoji_fine`` – coarse text, fine labels: the 89 emoji subcategories
+  (``load_emoji(label="subcategory")``) with two experts, the ``image`` expert of a
+  ``benchmarks/finetune_emoji.py --label subcategory`` run (``--fine-run-dir``, default
+  ``runs/finetune_emoji_subcategory``; trained on the train split) and a ``category``
+  expert that reads only the coarse group (the ``sklearn`` kind, LogisticRegression on the
+  category as a one-field tabular input, fitted on the train split): it narrows the label to
+  the category's subcategories without naming one, like a product type next to a photo of
+  the variety. Fitted on the validation split (about 4 rows per class), scored on test.
 - ``complementary`` – :func:`ensemble.simulated_logits.complementary_logits`: three
   experts, each sharp on its own block of 12 classes, with hard examples and 20% of the rows
   missing one expert (fit set: seed 0, test set: seed 1, ``--complementary-rows`` each).
@@ -97,9 +105,10 @@ from ensemble.simulated_logits import complementary_logits
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RUN_DIR = Path("runs/quickstart")
 DEFAULT_SYNTHETIC_RUN_DIR = Path("runs/synthetic")
+DEFAULT_FINE_RUN_DIR = Path("runs/finetune_emoji_subcategory")
 SYNTHETIC_RECIPE = REPO / "recipes" / "synthetic.yaml"
 DEFAULT_OUTPUT = Path(__file__).parent / "results" / "fusion_quality.json"
-DATASETS = ("emoji", "emoji_few_rows", "synthetic", "complementary")
+DATASETS = ("emoji", "emoji_few_rows", "emoji_fine", "synthetic", "complementary")
 FEW_ROWS_K = (2, 4, 8)
 COMPLEMENTARY_ROWS = 3000
 QUICK_ROWS = 200
@@ -168,6 +177,48 @@ def few_rows(logits: LogitSet, y: np.ndarray, k: int, seed: int) -> tuple[LogitS
                          replace=False) for c in np.unique(y)]
     rows = np.sort(np.concatenate(chosen))
     return logits.subset(rows), y[rows]
+
+
+def coarse_expert_logits(ds: Any, splits: Sequence[str]) -> dict[str, tuple[np.ndarray,
+                                                                             np.ndarray]]:
+    """Logits and features of an expert that reads only the ``category`` column (fitted on
+    ``ds["train"]``), per split of ``splits``."""
+    from ensemble.data import class_names
+    from ensemble.experts import TabularExpert
+
+    def grouped(split: str) -> Any:
+        return ds[split].select_columns(["category", "label"]).map(
+            lambda row: {"group": {"category": row["category"]}}, keep_in_memory=True)
+
+    expert = TabularExpert(column="group", labels=class_names(ds),
+                           estimator="sklearn.linear_model.LogisticRegression",
+                           estimator_params={"max_iter": SKLEARN_MAX_ITER})
+    expert.fit(grouped("train"))
+    return {split: expert.predict_logits(grouped(split), return_features=True)
+            for split in splits}
+
+
+def load_fine(run_dir: Path) -> Dataset:
+    """``emoji_fine``: the subcategory run's image logits and a coarse category expert."""
+    from ensemble.data import class_names, load_emoji
+
+    ds = load_emoji(label="subcategory")
+    coarse = coarse_expert_logits(ds, ("validation", "test"))
+    parts = []
+    for split in ("validation", "test"):
+        image = LogitSet.load(run_dir / "logits" / split)
+        if list(image.class_names) != class_names(ds) or list(image.ids) != ds[split]["id"]:
+            raise SystemExit(f"{run_dir}: its {split} logits are not those of "
+                             "load_emoji(label='subcategory'); rerun finetune_emoji.py.")
+        logits, features = coarse[split]
+        parts.append((LogitSet({"image": image.logits["image"], "category": logits},
+                               image.class_names, ids=image.ids,
+                               features={"image": image.features["image"],
+                                         "category": features}),
+                      np.asarray(ds[split]["label"], dtype=np.int64)))
+    (fit, y_fit), (test, y_test) = parts
+    return Dataset("emoji_fine", f"{run_dir} + a category expert", "validation", fit, y_fit,
+                   test, y_test)
 
 
 def ensure_synthetic_run(run_dir: Path) -> str | None:
@@ -252,6 +303,13 @@ def collect_datasets(args: argparse.Namespace) -> tuple[list[Dataset], dict[str,
                 datasets.append(Dataset(f"emoji_k{k}", emoji.source,
                                         f"{emoji.fit_split}, {k} per class", fit, y_fit,
                                         emoji.test, emoji.y_test))
+        elif name == "emoji_fine":
+            if (args.fine_run_dir / "logits" / "test").is_dir():
+                datasets.append(load_fine(args.fine_run_dir))
+            else:
+                skipped[name] = (f"no logits in {args.fine_run_dir} (make them with "
+                                 "`python benchmarks/finetune_emoji.py --label subcategory "
+                                 "--experts image`)")
         elif name == "synthetic":
             reason = ensure_synthetic_run(args.synthetic_run_dir)
             if reason:
@@ -564,6 +622,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                              "when the run was cross-fitted, else validation)")
     parser.add_argument("--few-rows-k", type=int, nargs="+", default=list(FEW_ROWS_K),
                         help="rows per class of the emoji_few_rows tables")
+    parser.add_argument("--fine-run-dir", type=Path, default=DEFAULT_FINE_RUN_DIR,
+                        help="finetune_emoji.py --label subcategory run (emoji_fine)")
     parser.add_argument("--synthetic-run-dir", type=Path, default=DEFAULT_SYNTHETIC_RUN_DIR,
                         help="run directory of recipes/synthetic.yaml (run first if absent)")
     parser.add_argument("--complementary-rows", type=int, default=COMPLEMENTARY_ROWS,

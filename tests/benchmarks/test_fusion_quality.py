@@ -140,3 +140,43 @@ def test_few_rows_is_stratified_and_seeded(benchmark_script) -> None:
     position = {ident: i for i, ident in enumerate(logits.ids)}
     pairs = zip(subset.ids, y_subset, strict=True)
     assert all(y[position[ident]] == label for ident, label in pairs)
+
+
+def test_emoji_fine_pairs_a_run_with_a_coarse_category_expert(
+        tmp_path: Path, benchmark_script, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``emoji_fine``: the image logits of a subcategory run plus an expert that reads only
+    the coarse group, fitted on the validation split."""
+    import datasets
+
+    import ensemble.data
+
+    module = benchmark_script("fusion_quality")
+    fine = ["a1", "a2", "b1", "b2"]
+    group = {"a1": "A", "a2": "A", "b1": "B", "b2": "B"}
+    features = datasets.Features({"id": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=fine),
+                                  "category": datasets.Value("string")})
+    rng = np.random.default_rng(0)
+    splits = {}
+    for split, n in (("train", 40), ("validation", 16), ("test", 12)):
+        y = rng.integers(0, 4, n)
+        splits[split] = datasets.Dataset.from_dict(
+            {"id": [f"{split}-{i}" for i in range(n)], "label": y.tolist(),
+             "category": [group[fine[k]] for k in y]}, features=features)
+        if split != "train":
+            logits, _ = module.make_quick_split(n, 0)
+            image = type(logits)({"image": logits.logits["a"]}, fine,
+                                 ids=splits[split]["id"], features={"image": logits.features["a"]})
+            image.save(tmp_path / "run" / "logits" / split)
+    monkeypatch.setattr(ensemble.data, "load_emoji",
+                        lambda **kwargs: datasets.DatasetDict(splits))
+    written = module.main(["--datasets", "emoji_fine", "--fine-run-dir", str(tmp_path / "run"),
+                           "--methods", "voting", "--bootstrap", "20",
+                           "--out", str(tmp_path / "out.json")])
+    section = written["datasets"]["emoji_fine"]
+    assert section["fit_split"] == "validation" and section["n_fit"] == 16
+    assert section["n_test"] == 12
+    assert "category" in json.dumps(section) and "image" in json.dumps(section)
+    absent = module.main(["--datasets", "emoji_fine", "--fine-run-dir", str(tmp_path / "none"),
+                          "--out", str(tmp_path / "none.json")])
+    assert "finetune_emoji.py --label subcategory" in absent["skipped"]["emoji_fine"]
