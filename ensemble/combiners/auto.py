@@ -27,6 +27,7 @@ from .base import Combiner, FusionData
 from .feature_stacking import FeatureStacking
 from .gating import GatingCombiner
 from .graph import CombinerGraph
+from .pattern_routes import set_guard
 from .registry import create_combiner, list_combiners, load_combiner, register_combiner
 from .selection import EnsembleSelection
 from .stacking import StackingCombiner
@@ -68,10 +69,7 @@ def _candidates(names: Sequence[str], expert_names: tuple[str, ...]
         factory = _MENU.get(name)
         built += (factory(expert_names) if factory is not None
                   else [(name, create_combiner(name))])
-    for _, combiner in built:
-        if "pattern_guard" in combiner.get_params(deep=False):
-            combiner.set_params(pattern_guard=False)
-    return built
+    return [(name, set_guard(combiner, False)) for name, combiner in built]
 
 
 @register_combiner("auto")
@@ -171,9 +169,7 @@ class AutoCombiner(Combiner):
         winner = min(scored, key=key)
         for result in results:
             result["chosen"] = result is winner
-        chosen = dict(built)[winner["name"]]
-        if "pattern_guard" in chosen.get_params(deep=False):
-            chosen.set_params(pattern_guard=self.pattern_guard)
+        chosen = set_guard(dict(built)[winner["name"]], self.pattern_guard)
         self.chosen_ = str(winner["name"])
         self.chosen_combiner_ = chosen.fit(logit_set, y)
         self.cv_results_ = results

@@ -48,6 +48,7 @@ __all__ = [
     "fit_routes",
     "pattern_codes",
     "pattern_name",
+    "set_guard",
 ]
 
 FUSE = -1
@@ -140,11 +141,12 @@ def apply_routes(routes: np.ndarray, mask: np.ndarray, log_probs: np.ndarray,
     return fused
 
 
-def _without_guard(combiner: Combiner) -> Combiner:
-    copy = clone(combiner)
-    if "pattern_guard" in copy.get_params(deep=False):
-        copy.set_params(pattern_guard=False)
-    return copy
+def set_guard(combiner: Combiner, enabled: bool) -> Combiner:
+    """``combiner`` with its ``pattern_guard`` set to ``enabled`` (in place; a combiner
+    without the parameter is returned unchanged)."""
+    if "pattern_guard" in combiner.get_params(deep=False):
+        combiner.set_params(pattern_guard=enabled)
+    return combiner
 
 
 def _checked_patterns(mask: np.ndarray) -> list[int]:
@@ -210,7 +212,7 @@ def fit_routes(combiner: Combiner, logit_set: LogitSet, labels: np.ndarray, *,
     codes = _checked_patterns(np.asarray(logit_set.mask))
     right: dict[int, dict[int, list[np.ndarray]]] = {}
     for train, held in _guard_splits(logit_set.n_rows, np.random.default_rng(seed)):
-        copy = _without_guard(combiner).fit(logit_set.subset(train), labels[train])
+        copy = set_guard(clone(combiner), False).fit(logit_set.subset(train), labels[train])
         for code, (rows, scores) in _held_out_answers(copy, logit_set.subset(held),
                                                       codes).items():
             y = labels[held][rows]
