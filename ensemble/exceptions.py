@@ -20,6 +20,7 @@ __all__ = [
     "DependencyError",
     "EnsembleError",
     "ExportError",
+    "InvalidAudioError",
     "InvalidImageError",
     "InvalidLogitsError",
     "InvalidTabularError",
@@ -51,6 +52,10 @@ class InvalidImageError(DataError):
 
 class InvalidTextError(DataError):
     """A text input is empty, not a string or cannot be decoded."""
+
+
+class InvalidAudioError(DataError):
+    """An audio clip is missing, unreadable, empty, truncated or has unusable samples."""
 
 
 class InvalidTabularError(DataError):

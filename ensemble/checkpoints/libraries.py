@@ -3,18 +3,10 @@
 A :class:`ModelLibrary` tells the one resolver (:mod:`.resolve`) how a Hub name is
 recognised, which cached files make a Hub snapshot usable offline, which offline-mirror
 modality applies, which environment variables keep it off the Hub, and how a local folder
-is handed back. :data:`TIMM` (images) and :data:`TRANSFORMERS` (text) are the built-in
-instances. Another library is one more instance added to :data:`MODEL_LIBRARIES` (and its
-modality to :data:`Modality`); e.g. transformers audio classifiers, which need a feature
-extractor rather than a tokenizer::
-
-    AUDIO = ModelLibrary(
-        name="transformers-audio", modality="audio", hub_target=transformers_hub_target,
-        snapshot_files=(("config.json",), WEIGHT_FILES, ("preprocessor_config.json",)),
-        offline_switches=(OFFLINE_ENV, "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"),
-        folder_hint="a transformers folder with config.json, weights and "
-                    "preprocessor_config.json, as written by save_pretrained",
-    )
+is handed back. :data:`TIMM` (images), :data:`TRANSFORMERS` (text) and
+:data:`TRANSFORMERS_AUDIO` (audio classifiers, which need a feature extractor rather than a
+tokenizer) are the built-in instances. Another library is one more instance added to
+:data:`MODEL_LIBRARIES` (and its modality to :data:`Modality`).
 """
 
 from __future__ import annotations
@@ -34,6 +26,7 @@ __all__ = [
     "MODEL_LIBRARIES",
     "TIMM",
     "TRANSFORMERS",
+    "TRANSFORMERS_AUDIO",
     "WEIGHT_FILES",
     "Modality",
     "ModelLibrary",
@@ -43,7 +36,7 @@ __all__ = [
 ]
 
 #: The offline-mirror modalities of the known libraries.
-Modality = Literal["image", "text"]
+Modality = Literal["image", "text", "audio"]
 
 #: Prefix of an explicit local folder (``local-dir:/path``), as timm spells it.
 LOCAL_PREFIX = "local-dir:"
@@ -203,9 +196,22 @@ TRANSFORMERS = ModelLibrary(
                 "written by model.save_pretrained(dir) and tokenizer.save_pretrained(dir)",
 )
 
+#: transformers audio classifiers (wav2vec2, HuBERT, AST, ...): a folder or Hub id for
+#: ``AutoModelForAudioClassification`` / ``AutoFeatureExtractor.from_pretrained``.
+TRANSFORMERS_AUDIO = ModelLibrary(
+    name="transformers-audio",
+    modality="audio",
+    hub_target=transformers_hub_target,
+    snapshot_files=(("config.json",), WEIGHT_FILES, ("preprocessor_config.json",)),
+    offline_switches=(OFFLINE_ENV, "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"),
+    folder_hint="a transformers folder with config.json, weights and "
+                "preprocessor_config.json, as written by model.save_pretrained(dir) and "
+                "feature_extractor.save_pretrained(dir)",
+)
+
 #: The known libraries by name.
 MODEL_LIBRARIES: Mapping[str, ModelLibrary] = MappingProxyType(
-    {library.name: library for library in (TIMM, TRANSFORMERS)}
+    {library.name: library for library in (TIMM, TRANSFORMERS, TRANSFORMERS_AUDIO)}
 )
 
 #: The modalities offline mirrors may be registered for: one per known library.

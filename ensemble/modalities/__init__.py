@@ -1,4 +1,4 @@
-"""Input modalities: one file per kind of input value (image, text, tabular, ...).
+"""Input modalities: one file per kind of input value (image, text, tabular, audio, ...).
 
 Each modality is a :class:`Modality` registered by name. It coerces raw values into the
 canonical in-memory value, says what counts as missing, gives the bytes hashed into content
@@ -8,13 +8,14 @@ file with ``@register_modality("name")`` plus its import below.
 Example:
     >>> from ensemble.modalities import get_modality, list_modalities, modality_of
     >>> list_modalities()
-    ['image', 'tabular', 'text']
+    ['audio', 'image', 'tabular', 'text']
     >>> get_modality("tabular").is_missing({"price": None, "brand": None})
     True
 """
 
 from __future__ import annotations
 
+from .audio import AudioModality, to_waveform, verify_audio
 from .base import (
     MODALITIES,
     ColumnContext,
@@ -33,6 +34,7 @@ from .text import TextModality, to_text
 __all__ = [
     "MAX_IMAGE_PIXELS",
     "MODALITIES",
+    "AudioModality",
     "ColumnContext",
     "ImageModality",
     "Modality",
@@ -47,5 +49,7 @@ __all__ = [
     "replace_column",
     "to_rgb_image",
     "to_text",
+    "to_waveform",
+    "verify_audio",
     "verify_image",
 ]

@@ -212,8 +212,8 @@ def list_modalities() -> list[str]:
     """Registered modality names, sorted.
 
     Example:
-        >>> list_modalities()[:3]
-        ['image', 'tabular', 'text']
+        >>> list_modalities()
+        ['audio', 'image', 'tabular', 'text']
     """
     return MODALITIES.names()
 

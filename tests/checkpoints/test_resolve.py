@@ -107,7 +107,7 @@ def test_timm_model_without_weights_says_use_pretrained_false() -> None:
 
 def test_the_wrappers_are_the_generic_resolver(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{}")
-    assert set(MODEL_LIBRARIES) == {"timm", "transformers"}
+    assert set(MODEL_LIBRARIES) == {"timm", "transformers", "transformers-audio"}
     assert resolve_checkpoint_for("timm", str(tmp_path)) == resolve_image_checkpoint(
         str(tmp_path))
     assert resolve_checkpoint_for("transformers", str(tmp_path)) == resolve_text_checkpoint(
@@ -182,6 +182,6 @@ def test_every_public_name_is_importable() -> None:
         "DISTRIBUTION", "OFFLINE_EXTRA", "LOCAL_PREFIX", "HUB_PREFIX",
     }
     assert before_the_split <= set(checkpoints.__all__)
-    assert checkpoints.MODALITIES == ("image", "text")
+    assert checkpoints.MODALITIES == ("image", "text", "audio")
     assert ensemble.resolve_text_checkpoint is resolve_text_checkpoint
 

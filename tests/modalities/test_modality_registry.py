@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from datasets import Dataset, DatasetDict, Image, Value
+from datasets import Audio, Dataset, DatasetDict, Image, Value
 
 import ensemble.data
 import ensemble.modalities
@@ -35,7 +35,7 @@ EXAMPLES: dict[str, tuple[Any, Any]] = {
 
 
 def test_registry_lists_and_resolves_the_built_in_modalities() -> None:
-    assert list_modalities() == ["image", "tabular", "text"]
+    assert list_modalities() == ["audio", "image", "tabular", "text"]
     assert get_modality("image") is get_modality("image")  # one stateless instance
     assert get_modality("tabular").column_group and not get_modality("text").column_group
     assert repr(get_modality("text")) == "TextModality(name='text')"
@@ -44,19 +44,21 @@ def test_registry_lists_and_resolves_the_built_in_modalities() -> None:
 def test_unknown_names_suggest_close_matches() -> None:
     with pytest.raises(UnknownNameError, match=r"unknown modality 'txet'\. Did you mean 'text'"):
         get_modality("txet")
-    with pytest.raises(UnknownNameError, match=r"Registered: \['image', 'tabular', 'text'\]"):
-        get_modality("audio")
+    with pytest.raises(UnknownNameError,
+                       match=r"Registered: \['audio', 'image', 'tabular', 'text'\]"):
+        get_modality("video")
 
 
 def test_modality_of_a_feature() -> None:
     assert modality_of(Image()) == "image"
+    assert modality_of(Audio()) == "audio"
     assert modality_of(Value("large_string")) == "text"
     assert modality_of({"a": Value("float64"), "b": Value("string")}) == "tabular"
     with pytest.raises(ModalityError, match=r"no registered modality.*int64"):
         modality_of(Value("int64"))
 
 
-@pytest.mark.parametrize("name", ["image", "tabular", "text"])
+@pytest.mark.parametrize("name", ["audio", "image", "tabular", "text"])
 def test_every_modality_keeps_the_contract(name: str) -> None:
     modality = get_modality(name)
     assert isinstance(modality, Modality) and modality.name == name
