@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["SPECIAL_TOKENS", "build_tiny_text_checkpoint"]
+__all__ = ["SPECIAL_TOKENS", "build_tiny_audio_checkpoint", "build_tiny_text_checkpoint",
+           "tone_clip"]
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
@@ -59,3 +61,74 @@ def build_tiny_text_checkpoint(
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def build_tiny_audio_checkpoint(
+    directory: str | Path,
+    *,
+    hidden_size: int = 16,
+    num_layers: int = 1,
+    sampling_rate: int = 16000,
+    return_attention_mask: bool = True,
+    seed: int = 0,
+) -> Path:
+    """Save a random tiny wav2vec2 audio classifier and its feature extractor like a Hub folder.
+
+    Three small convolutions (a stride of 80 samples: 200 frames per second at 16 kHz),
+    ``num_layers`` transformer layers ``hidden_size`` wide, and a ``Wav2Vec2FeatureExtractor``
+    at ``sampling_rate`` that returns attention masks unless ``return_attention_mask=False``
+    (then the expert pads every clip to ``max_duration``, as for wav2vec2-base). The folder
+    loads with ``AutoModelForAudioClassification.from_pretrained`` and
+    ``AutoFeatureExtractor.from_pretrained``, so ``create_expert("transformers-audio",
+    str(folder), ...)`` works offline; about 6,000 parameters.
+
+    Example:
+        >>> path = build_tiny_audio_checkpoint("/tmp/tiny-wav2vec2")  # doctest: +SKIP
+    """
+    import torch
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForSequenceClassification,
+    )
+
+    config = Wav2Vec2Config(
+        hidden_size=hidden_size, num_hidden_layers=num_layers, num_attention_heads=2,
+        intermediate_size=2 * hidden_size, conv_dim=(16, 16, 16), conv_stride=(5, 4, 4),
+        conv_kernel=(10, 4, 4), feat_extract_norm="layer" if return_attention_mask else "group",
+        num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2,
+        classifier_proj_size=hidden_size, num_labels=2,
+    )
+    extractor = Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=sampling_rate, padding_value=0.0, do_normalize=True,
+        return_attention_mask=return_attention_mask,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = Wav2Vec2ForSequenceClassification(config)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    extractor.save_pretrained(directory)
+    return directory
+
+
+def tone_clip(frequency: float, *, seconds: float = 0.3, sampling_rate: int = 16000,
+              noise: float = 0.05, seed: int = 0) -> dict[str, Any]:
+    """A sine tone near ``frequency`` Hz (jittered by up to 10%, random phase and loudness)
+    plus white noise, as ``{"array": float32, "sampling_rate": int}``: a learnable audio
+    class for tests (tones a few octaves apart are told apart by a tiny model in seconds).
+
+    Example:
+        >>> clip = tone_clip(440.0, seconds=0.25)
+        >>> clip["array"].shape, clip["sampling_rate"]
+        ((4000,), 16000)
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(seconds * sampling_rate)) / sampling_rate
+    pitch = frequency * rng.uniform(0.9, 1.1)
+    wave = rng.uniform(0.3, 0.8) * np.sin(2 * np.pi * pitch * t + rng.uniform(0, 2 * np.pi))
+    wave += noise * rng.standard_normal(t.size)
+    return {"array": wave.astype(np.float32), "sampling_rate": int(sampling_rate)}

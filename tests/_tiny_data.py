@@ -66,3 +66,33 @@ def make_dataset(
     )
 
 
+
+
+#: The tone of each class in the audio datasets (a few octaves apart: learnable in seconds).
+TONES = {"red": 300.0, "green": 1200.0, "blue": 4000.0}
+
+
+def make_audio_dataset(
+    n: int = 12,
+    *,
+    seed: int = 0,
+    prefix: str = "clip",
+    missing_audio: Collection[int] = (),
+    sampling_rate: int = 16000,
+) -> Dataset:
+    """``n`` examples cycling through the classes: ``clip`` a 0.2-0.4 s tone of the class
+    (``{"array", "sampling_rate"}``), ``text`` a text naming the class colour."""
+    from ensemble.testing import tone_clip
+
+    rng = np.random.default_rng(seed)
+    labels = [CLASSES[i % len(CLASSES)] for i in range(n)]
+    clips = [None if i in missing_audio else
+             tone_clip(TONES[name], seconds=float(rng.uniform(0.2, 0.4)),
+                       sampling_rate=sampling_rate, seed=seed * 10_000 + i)
+             for i, name in enumerate(labels)]
+    return Dataset.from_dict({
+        "id": [f"{prefix}-{seed}-{i}" for i in range(n)],
+        "clip": clips,
+        "text": [colour_text(name, rng) for name in labels],
+        "label": labels,
+    }).cast_column("label", ClassLabel(names=list(CLASSES)))

@@ -56,6 +56,12 @@ def tiny_text_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_text_checkpoint(tmp_path_factory.mktemp("tiny-bert"))
 
 
+@pytest.fixture(scope="session")
+def tiny_audio_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 1-layer, 16-wide wav2vec2 classifier + feature extractor (16 kHz, attention masks)."""
+    return testing.build_tiny_audio_checkpoint(tmp_path_factory.mktemp("tiny-wav2vec2"))
+
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 

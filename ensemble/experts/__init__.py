@@ -1,14 +1,14 @@
 """Experts: one model per input column, as plugins in one registry.
 
 Built-in kinds: ``timm`` (:class:`ImageExpert`), ``transformers`` (:class:`TextExpert`),
-``tfidf`` (:class:`TfidfExpert`), ``sklearn`` (:class:`TabularExpert`), ``precomputed``
-(:class:`PrecomputedExpert`) and ``bagged`` (:class:`BaggedExpert`, the fold experts of
-cross-fitting used as one).
+``transformers-audio`` (:class:`AudioExpert`), ``tfidf`` (:class:`TfidfExpert`), ``sklearn``
+(:class:`TabularExpert`), ``precomputed`` (:class:`PrecomputedExpert`) and ``bagged``
+(:class:`BaggedExpert`, the fold experts of cross-fitting used as one).
 
 Example:
     >>> from ensemble.experts import list_experts
     >>> list_experts()
-    ['bagged', 'precomputed', 'sklearn', 'tfidf', 'timm', 'transformers']
+    ['bagged', 'precomputed', 'sklearn', 'tfidf', 'timm', 'transformers', 'transformers-audio']
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from .registry import EXPERTS, create_expert, get_expert_class, list_experts, re
 
 if TYPE_CHECKING:
     from .bagged import BaggedExpert
+    from .hf_audio import AudioExpert
     from .hf_text import TextExpert
     from .precomputed import PrecomputedExpert
     from .sklearn_tabular import TabularExpert
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 #: Names imported on first access (the torch kinds cost seconds to import, and the ONNX
 #: runtime must load the tabular, tfidf and precomputed kinds without torch).
 _LAZY = {
+    "AudioExpert": "hf_audio",
     "BaggedExpert": "bagged",
     "TextExpert": "hf_text",
     "PrecomputedExpert": "precomputed",
@@ -57,6 +59,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "EXPERTS",
+    "AudioExpert",
     "BaggedExpert",
     "EpochRecord",
     "Expert",

@@ -1,8 +1,8 @@
 """The expert registry: every kind of expert is a class registered under a short name.
 
-Built in: ``timm`` (images), ``transformers`` (texts), ``tfidf`` (texts, TF-IDF n-grams +
-a linear model), ``sklearn`` (tabular column groups) and ``precomputed`` (scores computed
-elsewhere). A new kind is one file with
+Built in: ``timm`` (images), ``transformers`` (texts), ``transformers-audio`` (audio clips),
+``tfidf`` (texts, TF-IDF n-grams + a linear model), ``sklearn`` (tabular column groups) and
+``precomputed`` (scores computed elsewhere). A new kind is one file with
 ``@register_expert("kind")`` on an :class:`~ensemble.experts.Expert` subclass; nothing else
 in the library changes.
 
@@ -36,6 +36,7 @@ _T = TypeVar("_T", bound="type[Expert]")
 EXPERTS: Registry[type[Expert]] = Registry("expert kind", builtins={
     "timm": "ensemble.experts.timm_image",
     "transformers": "ensemble.experts.hf_text",
+    "transformers-audio": "ensemble.experts.hf_audio",
     "sklearn": "ensemble.experts.sklearn_tabular",
     "tfidf": "ensemble.experts.sklearn_text",
     "precomputed": "ensemble.experts.precomputed",
