@@ -114,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="shortcut for the bundle's one text column")
     predict.add_argument("--data", metavar="FILE",
                          help="predict every row of a csv/tsv/json/jsonl/parquet file whose "
-                              "columns are the bundle's input columns (relative image paths "
-                              "are read from the file's folder); needs --out")
+                              "columns are the bundle's input columns (relative image and audio "
+                              "paths are read from the file's folder); needs --out")
     predict.add_argument("--out", metavar="FILE",
                          help="where --data predictions go (.csv, .jsonl or .parquet): id, "
                               "prediction, confidence and one probability column per class")

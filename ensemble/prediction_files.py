@@ -1,9 +1,9 @@
 """Batch prediction from a file of rows to a file of predictions (``ensemble predict --data``).
 
 The input file (csv / tsv / json / jsonl / parquet) has one column per input the bundle
-reads; a tabular group may also come as its separate field columns. Relative image paths
-are read from the file's folder. Rows are predicted in chunks, so memory stays bounded, and
-the output is written atomically: it appears complete or not at all.
+reads; a tabular group may also come as its separate field columns. Relative image and
+audio paths are read from the file's folder. Rows are predicted in chunks, so memory stays
+bounded, and the output is written atomically: it appears complete or not at all.
 """
 
 from __future__ import annotations
@@ -53,10 +53,10 @@ def _column_values(table: Any, predictor: Any, column: str, base: Path) -> list[
         columns = {f: table[f] for f in present}
         values = [{f: columns[f][i] for f in present} for i in range(len(table))]
     modality = predictor.columns[column]
-    if modality == "image":
+    if modality in ("image", "audio"):  # file paths, relative to the data file's folder
         values = [str(base / v) if isinstance(v, str) and v and not os.path.isabs(v) else v
                   for v in values]
-    if modality in ("image", "text"):
+    if modality in ("image", "text", "audio"):
         values = [None if v is None or (isinstance(v, str) and not v.strip()) else v
                   for v in values]
     return values
