@@ -27,11 +27,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 import yaml
 from _cli_runner import SYNTHETIC
 from _helpers import debris, resign, tiny_predictor
-from _tiny_data import make_dataset
+from _tiny_data import CLASSES, TONES, make_audio_dataset, make_dataset
 from datasets import Dataset
 from PIL import Image
 
@@ -43,6 +44,7 @@ from ensemble.exceptions import (
     ClassMismatchError,
     DataError,
     EnsembleError,
+    InvalidAudioError,
     InvalidImageError,
     InvalidLogitsError,
     InvalidTextError,
@@ -62,6 +64,9 @@ class Env:
     files: Path
     out: Path
     capsys: pytest.CaptureFixture[str]
+    #: For the audio cases: a predictor over ``clip`` (audio) and ``text``, and its bundle.
+    audio: FusionPredictor | None = None
+    audio_bundle: Path | None = None
 
     def file(self, name: str, data: bytes) -> str:
         path = self.files / name
@@ -80,6 +85,15 @@ class Env:
         self.capsys.readouterr()
         code = main(list(argv))
         return code, self.capsys.readouterr().err
+
+    def sound(self, name: str, samples: np.ndarray, rate: int = 16000, **save: Any) -> str:
+        path = self.files / name
+        sf.write(path, samples, rate, **save)
+        return str(path)
+
+    def hear(self, clips: list[Any], texts: list[Any] | None = None) -> np.ndarray:
+        assert self.audio is not None
+        return self.audio.predict_proba({"clip": clips, "text": texts or ["red"] * len(clips)})
 
     def recipe(self, **changes: Any) -> str:
         raw = yaml.safe_load(SYNTHETIC.read_text())
@@ -206,6 +220,50 @@ def _one_line(code: int, stderr: str) -> None:
     assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
 
 
+def _tone(seconds: float = 0.3, rate: int = 16000, frequency: float = TONES["red"]
+          ) -> np.ndarray:
+    return (0.5 * np.sin(2 * np.pi * frequency * np.arange(round(seconds * rate)) / rate)
+            ).astype(np.float32)
+
+
+def _encoded(samples: np.ndarray, format: str = "WAV", **save: Any) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, 16000, format=format, **save)
+    return buffer.getvalue()
+
+
+def _hours_long(env: Env) -> tuple[float, int]:
+    """Predict on a 3-hour WAV (sparse on disk); return seconds and peak-memory growth."""
+    path = env.files / "hours.wav"
+    frames = 16000 * 3600 * 3
+    data = frames * 2
+    with path.open("wb") as handle:
+        handle.write(b"RIFF" + struct.pack("<I", 36 + data) + b"WAVEfmt "
+                     + struct.pack("<IHHIIHH", 16, 1, 1, 16000, 32000, 2, 16)
+                     + b"data" + struct.pack("<I", data))
+        handle.truncate(44 + data)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    try:
+        env.hear([str(path)])
+    finally:
+        seconds = time.perf_counter() - started
+        grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak
+        assert seconds < 5 and grown_kib < 200_000, (seconds, grown_kib)  # no 346 MB decode
+    return seconds, grown_kib
+
+
+def _corrupt_rows_file(env: Env) -> tuple[int, str]:
+    """``ensemble predict --data`` over rows whose second clip is corrupt."""
+    env.sound("good.wav", _tone())
+    (env.files / "bad.wav").write_bytes(b"RIFF$\x00\x00\x00WAVEjunk")
+    rows = env.files / "rows.csv"
+    rows.write_text("clip,text\ngood.wav,red\nbad.wav,blue\n")
+    assert env.audio_bundle is not None
+    return env.cli("predict", str(env.audio_bundle), "-q", "--data", str(rows), "--out",
+                   str(env.out / "predictions.csv"))
+
+
 LOGITS = {"image": np.zeros((4, 3)), "text": np.ones((4, 3))}
 
 CASES = [
@@ -253,6 +311,53 @@ CASES = [
          InvalidTextError, "not valid UTF-8"),
     Case("cli-predict-whitespace-text", lambda e: e.cli(
         "predict", str(e.bundle), "-q", "--text", "   "), 4, "is empty"),
+    # -- audio clips ----------------------------------------------------------------------
+    Case("audio-corrupt-file", lambda e: e.hear([e.file("corrupt.wav", bytes(range(256)) * 4)]),
+         InvalidAudioError, "corrupt.wav' of example '0' cannot be read"),
+    Case("audio-truncated-wav", lambda e: e.hear([e.file("cut.wav", _encoded(_tone())[:3000])]),
+         InvalidAudioError, "cut.wav' of example '0' is truncated"),
+    Case("audio-truncated-flac", lambda e: e.hear([e.file(
+        "cut.flac", _encoded(np.random.default_rng(0).uniform(-1, 1, 16000).astype(np.float32),
+                             format="FLAC")[:5000])]),
+        InvalidAudioError, "cut.flac' of example '0' cannot be read"),
+    Case("audio-zero-byte-file", lambda e: e.hear([e.file("empty.wav", b"")]),
+         InvalidAudioError, "empty.wav"),
+    Case("audio-empty-clip", lambda e: e.hear([e.sound("none.wav", np.zeros(0, np.float32))]),
+         InvalidAudioError, "none.wav' of example '0' is empty (0 samples)"),
+    Case("audio-empty-array", lambda e: e.hear([None, {"array": [], "sampling_rate": 16000}]),
+         InvalidAudioError, "audio of example '1' is empty"),
+    Case("audio-silent-clip", lambda e: e.hear([e.sound("quiet.wav", np.zeros(4800))]), None,
+         check=_distribution(1)),
+    Case("audio-hours-long-cut-fast-without-decoding", _hours_long, None),
+    Case("audio-stereo-mixed-down", lambda e: e.hear([e.sound(
+        "stereo.flac", np.stack([_tone(), _tone()], axis=1))]), None, check=_distribution(1)),
+    Case("audio-8-bit-wav", lambda e: e.hear([e.sound("u8.wav", _tone(), subtype="PCM_U8")]),
+         None, check=_distribution(1)),
+    Case("audio-44k-resampled", lambda e: e.hear([{"array": _tone(rate=44100),
+                                                   "sampling_rate": 44100}]), None,
+         check=_distribution(1)),
+    Case("audio-nan-samples", lambda e: e.hear([{"array": np.array([0.1, np.nan, 0.2]),
+                                                 "sampling_rate": 16000}]),
+         InvalidAudioError, "audio of example '0' holds NaN or infinite samples"),
+    Case("audio-inf-in-a-float-wav", lambda e: e.hear([e.sound(
+        "inf.wav", np.array([0.1, np.inf] * 800, np.float32), subtype="FLOAT")]),
+        InvalidAudioError, "inf.wav' of example '0' holds NaN or infinite samples"),
+    Case("audio-sampling-rate-zero", lambda e: e.hear([{"array": _tone(), "sampling_rate": 0}]),
+         InvalidAudioError, "has sampling rate 0"),
+    Case("audio-sampling-rate-negative", lambda e: e.hear([{"array": _tone(),
+                                                            "sampling_rate": -16000}]),
+         InvalidAudioError, "has sampling rate -16000"),
+    Case("audio-bare-array-without-a-rate", lambda e: e.hear([_tone()]), InvalidAudioError,
+         "without a sampling rate"),
+    Case("audio-missing-for-one-row", lambda e: e.audio.explain(
+        {"clip": [None, e.sound("ok.wav", _tone())], "text": ["red", "red"]}), None,
+        check=lambda rows, e: rows[0]["experts"]["clip"] == {"available": False}
+        and rows[1]["experts"]["clip"]["available"]),
+    Case("cli-predict-corrupt-audio", lambda e: e.cli(
+        "predict", str(e.audio_bundle), "-q", "--input", f"clip={e.file('bad.wav', b'RIFF')}"),
+        4, "bad.wav' of example '0' cannot be read"),
+    Case("cli-predict-file-with-a-corrupt-clip", _corrupt_rows_file, 4,
+         "bad.wav' of example '1' cannot be read"),
     # -- modalities -----------------------------------------------------------------------
     Case("none-for-one-modality-of-a-row", lambda e: e.predictor.explain(
         images=[None, _noise()], texts=["red", "blue"]), None,
@@ -317,15 +422,40 @@ def bundle(predictor: FusionPredictor, tmp_path_factory: pytest.TempPathFactory)
     return predictor.save(tmp_path_factory.mktemp("bundle") / "bundle")
 
 
+@pytest.fixture(scope="module")
+def audio_predictor(tiny_audio_checkpoint: Path, tiny_text_checkpoint: Path
+                    ) -> FusionPredictor:
+    """Random tiny audio (column ``clip``) + text experts and a voting combiner."""
+    from ensemble.experts import AudioExpert, TextExpert
+    from ensemble.logits import LogitSet
+
+    experts = {"clip": AudioExpert(str(tiny_audio_checkpoint), CLASSES, column="clip",
+                                   pretrained=False, max_duration=1.0),
+               "text": TextExpert(str(tiny_text_checkpoint), CLASSES)}
+    data = make_audio_dataset(9)
+    logits = LogitSet.from_experts(experts, data, split="validation")
+    return FusionPredictor(experts, create_combiner("voting").fit(logits,
+                                                                  np.asarray(data["label"])))
+
+
+@pytest.fixture(scope="module")
+def audio_bundle(audio_predictor: FusionPredictor, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Path:
+    return audio_predictor.save(tmp_path_factory.mktemp("audio-bundle") / "bundle")
+
+
 def test_the_battery_has_at_least_25_cases_with_unique_ids() -> None:
     assert len(CASES) >= 25 and len({c.id for c in CASES}) == len(CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.id}--{c.outcome}" for c in CASES])
 def test_bad_input(case: Case, predictor: FusionPredictor, bundle: Path, tmp_path: Path,
-                   capsys: pytest.CaptureFixture[str]) -> None:
+                   capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest) -> None:
     (tmp_path / "files").mkdir()
     env = Env(predictor, bundle, tmp_path / "files", tmp_path / "out", capsys)
+    if "audio" in case.id or "clip" in case.id:
+        env.audio = request.getfixturevalue("audio_predictor")
+        env.audio_bundle = request.getfixturevalue("audio_bundle")
     if case.expect is None:
         result = case.run(env)
         if case.check is not None:

@@ -29,6 +29,7 @@ from ensemble.exceptions import (
     ConfigError,
     DataError,
     EnsembleError,
+    InvalidAudioError,
     InvalidImageError,
     InvalidTabularError,
     InvalidTextError,
@@ -128,6 +129,33 @@ class Case:
     cli: bool = False
 
 
+def _wav(samples: np.ndarray, subtype: str = "PCM_16") -> bytes:
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, 16000, format="WAV", subtype=subtype)
+    return buffer.getvalue()
+
+
+def _with_sounds(bad: dict[tuple[str, int], bytes] | None = None) -> Callable[[Env], None]:
+    """Add a ``sound`` column of WAV files (``<split>/<row>.wav``) to every split's csv;
+    ``bad`` replaces some files' bytes."""
+    def prepare(e: Env) -> None:
+        for split, n in zip(SPLITS, (8, 4, 4), strict=True):
+            rows = _rows(split, n)
+            for i, row in enumerate(rows):
+                tone = np.sin(np.arange(1600) * (0.05 + 0.1 * (i % 2))).astype(np.float32)
+                data = (bad or {}).get((split, i), _wav(tone * (1 + i) / 10))
+                (e.shapes / split / f"{i:03d}.wav").write_bytes(data)
+                row["sound"] = f"{split}/{i:03d}.wav"
+            e.write(split, rows)
+
+    return prepare
+
+
+SOUNDS = {"sound": "audio", "caption": "text"}
+
+
 def _prepared(prepare: Callable[[Env], None], run: Callable[[Env], Any]) -> Callable[[Env], Any]:
     def both(e: Env) -> Any:
         prepare(e)
@@ -157,6 +185,26 @@ CASES = [
                              "Declare it as a text input")),
     Case("image-declared-on-numbers", lambda e: e.load(image_column="price"),
          InvalidImageError, ("'price'", "int64", "--image-column")),
+    # -- audio -------------------------------------------------------------------------------
+    Case("audio-declared-on-image-files", lambda e: e.load(inputs={"file": "audio"}),
+         InvalidAudioError, ("row 0 of split 'train'", "train/000.png", "cannot be read",
+                             "None to mark the audio as missing")),
+    Case("audio-declared-on-sentences", lambda e: e.load(inputs={"description": "audio"}),
+         InvalidAudioError, ("'description'", "'a round thing number 0'",
+                             "Declare it as a text input")),
+    Case("truncated-wav-in-test", _prepared(
+        _with_sounds({("test", 2): _wav(np.zeros(1600, np.float32))[:1000]}),
+        lambda e: e.load(inputs=SOUNDS)),
+        InvalidAudioError, ("row 2 of split 'test'", "test/002.wav", "truncated",
+                            "replace the file")),
+    Case("nan-samples-in-a-float-wav", _prepared(
+        _with_sounds({("validation", 1): _wav(np.array([0.1, np.nan] * 100, np.float32),
+                                              subtype="FLOAT")}),
+        lambda e: e.load(inputs=SOUNDS)),
+        InvalidAudioError, ("row 1 of split 'validation'", "validation/001.wav",
+                            "NaN or infinite samples")),
+    Case("audio-files", _prepared(_with_sounds(), lambda e: e.load(inputs=SOUNDS)), None,
+         check=lambda ds: ds["test"].features["sound"] == datasets.Audio(decode=False)),
     # -- texts -------------------------------------------------------------------------------
     Case("text-declared-on-numbers", lambda e: e.load(inputs={"year": "text"}),
          InvalidTextError, ("'year'", "not text", "tabular input")),

@@ -134,6 +134,21 @@ def _tampered_tfidf(env: Env) -> Any:
     return load_expert(folder)
 
 
+def _tampered_audio(env: Env) -> Any:
+    """A saved transformers-audio expert whose weights changed after saving."""
+    from ensemble.testing import build_tiny_audio_checkpoint
+
+    checkpoint = build_tiny_audio_checkpoint(env.files / "tiny-wav2vec2")
+    expert = create_expert("transformers-audio", str(checkpoint), column="clip",
+                           labels=CLASSES, pretrained=False)
+    folder = expert.save_pretrained(env.files / "clip")
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-8:] = bytes(8)  # the last tensor's values; the header still parses
+    weights.write_bytes(bytes(data))
+    return load_expert(folder)
+
+
 def _merge_same_name(env: Env) -> Any:
     logits = LogitSet({"meta": np.zeros((2, 3))}, CLASSES, ids=["a", "b"])
     return logits.merge(LogitSet({"meta": np.ones((2, 3))}, CLASSES, ids=["a", "b"]))
@@ -200,6 +215,9 @@ CASES = [
          InvalidTextError, ("row 1 of column 'title'", "int (7)", "None for a missing text")),
     Case("tfidf-tampered-file", _tampered_tfidf, ArtifactError,
          ("pipeline.skops", "does not match the fingerprint", "Re-save the expert")),
+    # -- audio ------------------------------------------------------------------------------------
+    Case("audio-tampered-weights", _tampered_audio, ArtifactError,
+         ("does not match the fingerprint", "Re-save the expert")),
     # -- kinds and recipes ------------------------------------------------------------------------
     Case("create-unknown-expert-kind", lambda e: create_expert(
         "sklaern", column="meta", labels=CLASSES), UnknownNameError,
