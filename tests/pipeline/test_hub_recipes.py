@@ -124,3 +124,70 @@ def test_food101_recipe_reads_the_kaggle_layout(tmp_path: Path,
     again = Pipeline(load_recipe(REPO / "recipes" / "food101.yaml"), run_dir=tmp_path / "run",
                      quiet=True).dataset
     assert list(again["validation"]["id"]) == list(dataset["validation"]["id"])  # seeded
+
+
+MINDS14_INTENTS = ["abroad", "address", "app_error", "atm_limit", "balance", "business_loan",
+                   "card_issues", "cash_deposit", "direct_debit", "freeze",
+                   "high_value_payment", "joint_account", "latest_transactions", "pay_bill"]
+
+
+def _minds14(root: Path, per_intent: int = 4) -> None:
+    """The Hub's MInDS-14 parquet layout: <locale>/train-00000-of-00001.parquet with path,
+    audio (8 kHz WAV bytes), transcription, english_transcription, intent_class, lang_id."""
+    import io
+
+    import soundfile as sf
+    from datasets import Audio, ClassLabel, Dataset
+
+    for locale_id, locale in enumerate(("en-US", "en-AU", "en-GB")):
+        rows: dict[str, list] = {k: [] for k in ("path", "audio", "transcription",
+                                                  "english_transcription", "intent_class",
+                                                  "lang_id")}
+        for intent_id, intent in enumerate(MINDS14_INTENTS):
+            for i in range(per_intent):
+                buffer = io.BytesIO()
+                t = np.arange(800) / 8000
+                pitch = 200 + 50 * intent_id + 7 * locale_id + i
+                sf.write(buffer, 0.3 * np.sin(2 * np.pi * pitch * t), 8000, format="WAV",
+                         subtype="PCM_16")
+                name = f"{locale}~{intent.upper()}/{locale_id}{intent_id:02d}{i}.wav"
+                rows["path"].append(f"/root/.cache/minds14/{name}")
+                rows["audio"].append({"bytes": buffer.getvalue(), "path": name})
+                rows["transcription"].append(f"{locale} caller {i}: i need help with "
+                                             f"{intent.replace('_', ' ')}")
+                rows["english_transcription"].append(rows["transcription"][-1])
+                rows["intent_class"].append(intent_id)
+                rows["lang_id"].append(locale_id)
+        table = Dataset.from_dict(rows).cast_column("audio", Audio(sampling_rate=8000))
+        table = table.cast_column("intent_class", ClassLabel(names=MINDS14_INTENTS))
+        (root / locale).mkdir(parents=True)
+        table.to_parquet(str(root / locale / "train-00000-of-00001.parquet"))
+
+
+def test_minds14_recipe_reads_the_hub_parquet_layout(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from datasets import Audio
+
+    from ensemble.modalities import to_waveform
+
+    _minds14(tmp_path / "data" / "minds14")
+    monkeypatch.chdir(tmp_path)
+    recipe = load_recipe(REPO / "recipes" / "minds14.yaml")
+    assert "Hub" in recipe.data.note
+    assert recipe.experts["audio"].type == "transformers-audio"
+    assert recipe.experts["audio"].checkpoint == "facebook/wav2vec2-base"
+    pipeline = Pipeline(recipe, run_dir=tmp_path / "run", quiet=True)
+    dataset = pipeline.dataset
+    sizes = {s: dataset[s].num_rows for s in dataset}
+    assert list(sizes) == ["train", "validation", "test"]
+    assert sizes["train"] + sizes["validation"] == 112 and sizes["test"] == 56
+    assert pipeline.class_names == MINDS14_INTENTS
+    test = dataset["test"]
+    assert test.features["audio"] == Audio(decode=False)
+    assert test[0]["transcription"] == "en-GB caller 0: i need help with abroad"
+    assert test.features["label"].int2str(test[-1]["label"]) == "pay_bill"
+    clip = to_waveform(test[0]["audio"], ident="x", sampling_rate=16000)
+    assert clip["array"].shape == (1600,)  # 0.1 s at 8 kHz, resampled to 16 kHz
+    assert all(dataset["validation"].features["label"].int2str(v) in MINDS14_INTENTS
+               for v in dataset["validation"]["label"])
+    assert len(set(dataset["validation"]["label"])) == 14  # stratified: every intent
