@@ -27,6 +27,7 @@ from .._io import atomic_directory
 from ..exceptions import ArtifactError, ConfigError, ExportError
 from ..fingerprints import dataset_fingerprint
 from ..labels import LabelSpace
+from ..modalities import get_modality
 from ..modalities.audio import to_waveform
 from .hf_text import _quiet_transformers
 from .registry import register_expert
@@ -49,10 +50,11 @@ class AudioExpert(TorchExpert):
     cut to ``max_duration`` seconds (longer clips are cut, not refused; a long file is only
     read that far) and resampled to the feature extractor's ``sampling_rate``.
 
-    ``padding`` says how waveform models (wav2vec2, HuBERT, WavLM: extractors with
-    ``feature_size == 1``) see a batch: ``"longest"`` pads to the longest clip and passes the
-    attention mask, ``"max_duration"`` pads every clip to ``max_duration``. ``"auto"`` (the
-    default) is ``"longest"`` when the extractor returns attention masks
+    ``padding`` says how waveform models (wav2vec2, HuBERT, WavLM: extractors that pass the
+    samples through, one value per sample) see a batch: ``"longest"`` pads to the longest
+    clip and passes the attention mask, ``"max_duration"`` pads every clip to
+    ``max_duration``. ``"auto"`` (the default) is ``"longest"`` when the extractor returns
+    attention masks
     (``return_attention_mask``: models trained with masks) and ``"max_duration"`` when it
     does not (wav2vec2-base-like models with group norm, trained on zero-padded clips: a
     fixed length keeps a clip's logits independent of its batch). Spectrogram extractors
@@ -168,7 +170,7 @@ class AudioExpert(TorchExpert):
             raise ConfigError(f"the feature extractor of {self.checkpoint!r} has no positive "
                               f"integer sampling_rate (got {rate!r}).")
         self._sampling_rate = rate
-        self._waveform_input = int(getattr(self._extractor, "feature_size", 0) or 0) == 1
+        self._waveform_input = _reads_waveforms(self._extractor, rate)
         self._use_mask = bool(getattr(self._extractor, "return_attention_mask", False))
         if not self._waveform_input:
             self._resolved_padding = "fixed"
@@ -230,7 +232,7 @@ class AudioExpert(TorchExpert):
         if not hasattr(data, "column_names") or self.column not in data.column_names:
             return data
         feature = data.features[self.column]
-        if getattr(feature, "decode", False) and type(feature).__name__ == "Audio":
+        if getattr(feature, "decode", False) and get_modality("audio").matches(feature):
             return data.cast_column(self.column, type(feature)(decode=False))
         return data
 
@@ -343,6 +345,20 @@ class AudioExpert(TorchExpert):
         expert._saved_dir = directory
         expert.restore_training_record(directory, metadata)
         return expert
+
+
+def _reads_waveforms(extractor: Any, rate: int) -> bool:
+    """Whether the extractor hands the model the samples themselves (wav2vec2-style, one
+    value per sample: ours to pad) rather than a spectrogram (AST, Whisper: padded to the
+    extractor's own length), found by running it on a tenth of a second of silence."""
+    probe = np.zeros(max(1, rate // 10), dtype=np.float32)
+    try:
+        encoded = extractor([probe], sampling_rate=rate, return_tensors="np")
+    except (TypeError, ValueError):
+        return False
+    names = list(getattr(extractor, "model_input_names", None) or encoded.keys())
+    values = np.asarray(encoded.get(names[0], next(iter(encoded.values()))))
+    return values.ndim == 2 and values.shape[-1] == probe.size
 
 
 def _min_samples(config: Any) -> int:

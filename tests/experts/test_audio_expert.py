@@ -148,6 +148,24 @@ def test_without_attention_masks_every_clip_is_padded_to_max_duration(
         "inputs"]["input_values"].shape[1] < 8000
 
 
+def test_a_spectrogram_model_pads_to_its_own_length(tmp_path: Path, train: Dataset) -> None:
+    from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
+
+    config = ASTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                       intermediate_size=32, max_length=64, num_mel_bins=32,
+                       frequency_stride=10, time_stride=10, num_labels=2)
+    ASTForAudioClassification(config).save_pretrained(tmp_path / "ast")
+    ASTFeatureExtractor(num_mel_bins=32, max_length=64).save_pretrained(tmp_path / "ast")
+    expert = _expert(tmp_path / "ast")
+    assert expert.padding_ == "fixed"
+    batch = expert.collate_inputs(train["clip"][:2], ["a", "b"], train=False)
+    assert batch["inputs"]["input_values"].shape == (2, 64, 32)  # frames x mel bins
+    expert.fit(train.select(range(9)), **{**FIT, "epochs": 1})
+    logits, features = expert.predict_logits([train[0]["clip"], None], return_features=True,
+                                             progress=False)
+    assert logits.shape == (2, 3) and features.shape == (2, 16) and not logits[1].any()
+
+
 def test_save_and_load_give_identical_logits_without_pickle(
         fitted: AudioExpert, validation: Dataset, tmp_path: Path) -> None:
     folder = fitted.save_pretrained(tmp_path / "clip")
