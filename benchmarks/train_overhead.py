@@ -9,12 +9,19 @@ the raw loop of the same round is what matters.
 
     python benchmarks/train_overhead.py            # EfficientNet-Lite0 + MiniLM on emoji rows
     python benchmarks/train_overhead.py --quick    # tiny models, same classes, synthetic rows
+    python benchmarks/train_overhead.py --experts audio   # only the audio expert
 
 ``--quick`` takes the full mode's code path with smaller models: a timm EfficientNet loaded
 as pretrained from a local folder, and a text checkpoint laid out like all-MiniLM-L6-v2 (a
 sentence-transformers folder declaring mean pooling), so the text expert builds the same
 mean-pooling model, which returns logits and no loss. Every run checks the model class it
 trained against :data:`MODEL_CLASSES`.
+
+The audio expert (``transformers-audio``) has no pretrained weights offline, so in both modes
+it trains a wav2vec2 audio classifier built from config on generated tones (three pitches,
+one per class): ``ensemble.testing.build_tiny_audio_checkpoint`` (16 wide, one layer, 0.3 s
+clips) with ``--quick``, 64 wide with two layers on 1 s clips otherwise. Its convolutional
+feature encoder is frozen, as the expert does by default, in every contender alike.
 """
 
 from __future__ import annotations
@@ -40,7 +47,10 @@ WARMUP_RATIO = 0.1
 IMAGE_CHECKPOINT = "timm/tf_efficientnet_lite0.in1k"
 TEXT_CHECKPOINT = "sentence-transformers/all-MiniLM-L6-v2"
 #: The model class each expert trains, in both modes (quick mode uses smaller instances).
-MODEL_CLASSES = {"image": "EfficientNet", "text": "MeanPoolingClassifier"}
+MODEL_CLASSES = {"image": "EfficientNet", "text": "MeanPoolingClassifier",
+                 "audio": "Wav2Vec2ForSequenceClassification"}
+#: The contenders of each expert, in the order of the first round.
+PLAN = {"image": ["raw", "ours"], "text": ["raw", "ours", "trainer"], "audio": ["raw", "ours"]}
 
 
 # -- worker side: one contender, one process ---------------------------------------------
@@ -76,8 +86,34 @@ def _tiny_text_checkpoint(folder: Path, words: Iterable[str]) -> Path:
     return folder
 
 
+def _audio_setup(quick: bool, rows: int, workdir: Path) -> tuple[Any, Any]:
+    """A wav2vec2 classifier built from config and ``rows`` tones of three pitches."""
+    from datasets import ClassLabel, Dataset
+
+    from ensemble import create_expert
+    from ensemble.testing import build_tiny_audio_checkpoint, tone_clip
+
+    pitches = {"low": 300.0, "mid": 1200.0, "high": 4000.0}
+    names = list(pitches)
+    checkpoint = build_tiny_audio_checkpoint(
+        workdir / "audio", **({} if quick else {"hidden_size": 64, "num_layers": 2}))
+    seconds = 0.3 if quick else 1.0
+    labels = [i % 3 for i in range(rows)]
+    train = Dataset.from_dict({
+        "clip": [tone_clip(pitches[names[k]], seconds=seconds, seed=i)
+                 for i, k in enumerate(labels)],
+        "label": labels,
+    }).cast_column("label", ClassLabel(names=names))
+    expert = create_expert("transformers-audio", str(checkpoint), column="clip", labels=names,
+                           pretrained=False, max_duration=seconds)
+    return expert, train
+
+
 def _setup(expert_kind: str, quick: bool, rows: int, workdir: Path) -> tuple[Any, Any]:
     from ensemble import ImageExpert, TextExpert, class_names, load_emoji, make_synthetic
+
+    if expert_kind == "audio":
+        return _audio_setup(quick, rows, workdir)
 
     ds = make_synthetic(n_train=rows) if quick else load_emoji()
     names = class_names(ds)
@@ -233,14 +269,17 @@ def _spawn(expert: str, contender: str, args: argparse.Namespace) -> dict[str, A
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    plan = {"image": ["raw", "ours"], "text": ["raw", "ours", "trainer"]}
+    plan = {expert: PLAN[expert] for expert in args.experts}
     results: dict[str, Any] = {
         "quick": args.quick, "rows": args.rows, "batch_size": args.batch_size,
         "rounds": args.rounds, "date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(),
+        # torch's intra-op threads follow it; on a busy machine, one thread per run keeps
+        # the rounds comparable (threads contending with other work multiply the spread).
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         # 1-minute load average before and after: above the core count, other work shared
         # the machine (the ratios still hold, as the contenders alternate).
         "load_average": {"start": round(os.getloadavg()[0], 2)},
-        "models": dict(MODEL_CLASSES), "experts": {},
+        "models": {expert: MODEL_CLASSES[expert] for expert in plan}, "experts": {},
     }
     for expert, contenders in plan.items():
         runs: dict[str, list[dict[str, Any]]] = {c: [] for c in contenders}
@@ -288,8 +327,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--experts", nargs="+", choices=sorted(PLAN), default=list(PLAN),
+                        help="which experts to measure (default: all)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--expert", choices=("image", "text"), help=argparse.SUPPRESS)
+    parser.add_argument("--expert", choices=sorted(PLAN), help=argparse.SUPPRESS)
     parser.add_argument("--contender", choices=sorted(CONTENDERS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.rows = args.rows or (32 if args.quick else 512)
@@ -298,7 +339,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         worker(args)
         return None
     results = run(args)
-    name = "train_overhead_quick.json" if args.quick else "train_overhead.json"
+    subset = "" if set(args.experts) == set(PLAN) else "_" + "_".join(args.experts)
+    name = f"train_overhead{subset}{'_quick' if args.quick else ''}.json"
     out = Path(args.out) if args.out else RESULTS / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

@@ -45,6 +45,19 @@ def test_train_overhead_contenders_train_the_full_modes_text_model(
     assert sample["samples_per_second"] > 0
 
 
+@pytest.mark.parametrize("contender", ["raw", "ours"])
+def test_train_overhead_trains_the_audio_expert(
+    contender: str, benchmark_script: Script, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In-process, one contender of --quick on the audio expert (a wav2vec2 from config)."""
+    bench = benchmark_script("train_overhead")
+    bench.main(["--worker", "--quick", "--expert", "audio", "--contender", contender,
+                "--rows", "12", "--batch-size", "4"])
+    sample = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert sample["model"] == bench.MODEL_CLASSES["audio"] == "Wav2Vec2ForSequenceClassification"
+    assert sample["samples_per_second"] > 0
+
+
 @pytest.mark.slow
 def test_train_overhead_quick_compares_every_contender(
     tmp_path: Path, benchmark_script: Script
@@ -52,9 +65,11 @@ def test_train_overhead_quick_compares_every_contender(
     out = tmp_path / "overhead.json"
     benchmark_script("train_overhead").main(["--quick", "--out", str(out)])
     written = json.loads(out.read_text())
-    assert written["models"] == {"image": "EfficientNet", "text": "MeanPoolingClassifier"}
+    assert written["models"] == {"image": "EfficientNet", "text": "MeanPoolingClassifier",
+                                 "audio": "Wav2Vec2ForSequenceClassification"}
     assert set(written["experts"]["image"]) == {"raw", "ours"}
     assert set(written["experts"]["text"]) == {"raw", "ours", "trainer"}
+    assert set(written["experts"]["audio"]) == {"raw", "ours"}
     for summary in written["experts"].values():
         assert summary["raw"]["ratio_to_raw"] == 1.0
         assert all(row["samples_per_second"] > 0 for row in summary.values())
