@@ -27,7 +27,7 @@ from .base import Combiner, FusionData
 from .feature_stacking import FeatureStacking
 from .gating import GatingCombiner
 from .graph import CombinerGraph
-from .pattern_routes import set_guard
+from .pattern_routes import paired_margin, set_guard
 from .registry import create_combiner, list_combiners, load_combiner, register_combiner
 from .selection import EnsembleSelection
 from .stacking import StackingCombiner
@@ -61,6 +61,11 @@ DEFAULT_CHOICES: tuple[str, ...] = tuple(_MENU)
 _METRICS = ("accuracy", "nll")
 
 
+def _is_plain(name: str) -> bool:
+    """An unfitted answer: one expert alone or the plain average."""
+    return name == "average" or name.startswith("expert:")
+
+
 def _candidates(names: Sequence[str], expert_names: tuple[str, ...]
                 ) -> list[tuple[str, Combiner]]:
     """The named candidates, unguarded (the winner is refitted with the guard)."""
@@ -85,9 +90,12 @@ class AutoCombiner(Combiner):
     stratified cross-validation on the fit rows: ``metric="accuracy"`` (default) ranks by
     out-of-fold accuracy, then NLL; ``"nll"`` the reverse. Accuracy first because NLL
     alone can prefer the strong expert when a weak one only breaks its ties. Exact ties go
-    to the simpler candidate (menu order), so with few rows per class the simple
-    combiners win unless a learned one is measurably better. The winner is refitted on
-    every fit row (with ``pattern_guard``) and predicts.
+    to the simpler candidate (menu order). A fitted candidate must also beat the best
+    plain one (an expert alone, or ``"average"``) beyond the noise of the paired
+    out-of-fold answers, ``b - c > sqrt(b + c)`` (the pattern guard's rule), or the plain
+    one is kept: with few rows per class a one-row lead is luck, so the simple combiners
+    win unless a learned one is measurably better. The winner is refitted on every fit row
+    (with ``pattern_guard``) and predicts.
 
     ``chosen_`` names the winner, ``chosen_combiner_`` is it, and ``cv_results_`` lists
     every candidate's out-of-fold accuracy, NLL and fit seconds (not saved: a saved
@@ -156,9 +164,13 @@ class AutoCombiner(Combiner):
             )
         folds = self._folds(y)
         results: list[dict[str, Any]] = []
+        right: dict[str, np.ndarray] = {}
         built = _candidates(self._candidate_names(), self.expert_names_)
         for name, candidate in built:
-            results.append(self._cross_validate(name, candidate, logit_set, y, folds))
+            row, right_rows = self._cross_validate(name, candidate, logit_set, y, folds)
+            results.append(row)
+            if right_rows is not None:
+                right[name] = right_rows
         scored = [r for r in results if "skipped" not in r]
         if not scored:
             raise ConfigError(f"auto could fit none of its candidates: {results!r}")
@@ -167,6 +179,14 @@ class AutoCombiner(Combiner):
                if self.metric == "accuracy"
                else (lambda r: (r["nll"], -r["accuracy"], order[r["name"]])))
         winner = min(scored, key=key)
+        plain = [r for r in scored if _is_plain(r["name"])]
+        if plain and not _is_plain(winner["name"]):
+            # A fitted combiner must beat the best plain one (an expert alone, averaging)
+            # beyond the noise of the paired CV answers, or the plain one is kept: with few
+            # rows per class a one-row lead is luck, and the plain answer generalises.
+            fallback = min(plain, key=key)
+            if paired_margin(right[winner["name"]], right[fallback["name"]]) <= 0:
+                winner = fallback
         for result in results:
             result["chosen"] = result is winner
         chosen = set_guard(dict(built)[winner["name"]], self.pattern_guard)
@@ -186,7 +206,8 @@ class AutoCombiner(Combiner):
 
     def _cross_validate(self, name: str, candidate: Combiner, logit_set: LogitSet,
                         y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]
-                        ) -> dict[str, Any]:
+                        ) -> tuple[dict[str, Any], np.ndarray | None]:
+        """The candidate's CV row for ``cv_results_`` and which fit rows it got right."""
         log_proba = np.zeros((y.size, self.n_classes_))
         start = time.perf_counter()
         try:
@@ -194,7 +215,7 @@ class AutoCombiner(Combiner):
                 model = clone(candidate).fit(logit_set.subset(train), y[train])
                 log_proba[test] = model.predict_logits(logit_set.subset(test))
         except EnsembleError as err:  # e.g. feature stacking on logits without features
-            return {"name": name, "skipped": f"{type(err).__name__}: {err}"}
+            return {"name": name, "skipped": f"{type(err).__name__}: {err}"}, None
         correct = log_proba.argmax(axis=1) == y
         return {
             "name": name,
@@ -202,7 +223,7 @@ class AutoCombiner(Combiner):
             "correct": int(correct.sum()),
             "nll": float(-log_proba[np.arange(y.size), y].mean()),
             "fit_s": round(time.perf_counter() - start, 3),
-        }
+        }, correct
 
     # -- prediction -------------------------------------------------------------------------
 

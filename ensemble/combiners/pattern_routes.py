@@ -46,6 +46,7 @@ __all__ = [
     "default_routes",
     "describe_route",
     "fit_routes",
+    "paired_margin",
     "pattern_codes",
     "pattern_name",
     "set_guard",
@@ -141,6 +142,15 @@ def apply_routes(routes: np.ndarray, mask: np.ndarray, log_probs: np.ndarray,
     return fused
 
 
+def paired_margin(right: np.ndarray, versus: np.ndarray) -> float:
+    """How far ``right`` (rows a model gets right) beats ``versus`` beyond the noise:
+    ``(b - c) - sqrt(b + c)`` with ``b`` the rows only it gets right and ``c`` the rows only
+    ``versus`` does (one standard deviation of the paired difference); > 0 is a real win."""
+    wins = int((right & ~versus).sum())
+    losses = int((versus & ~right).sum())
+    return (wins - losses) - math.sqrt(wins + losses)
+
+
 def set_guard(combiner: Combiner, enabled: bool) -> Combiner:
     """``combiner`` with its ``pattern_guard`` set to ``enabled`` (in place; a combiner
     without the parameter is returned unchanged)."""
@@ -229,9 +239,7 @@ def fit_routes(combiner: Combiner, logit_set: LogitSet, labels: np.ndarray, *,
             continue
         best, best_margin = FUSE, 0.0
         for option, option_right in correct.items():
-            wins = int((option_right & ~fused_right).sum())
-            losses = int((fused_right & ~option_right).sum())
-            margin = (wins - losses) - math.sqrt(wins + losses)
+            margin = paired_margin(option_right, fused_right)
             if margin > best_margin:
                 best, best_margin = option, margin
         alternative = best if best != FUSE else max(correct, key=lambda o: correct[o].sum())

@@ -22,6 +22,8 @@ CLASS_NAMES = [f"class_{i}" for i in range(6)]
 
 # Small, fast settings for every registered combiner (keeps the suite quick).
 FAST_PARAMS: dict[str, dict[str, object]] = {
+    # auto's own tests (test_combiners_each.py) try its whole menu with 5 folds
+    "auto": {"cv": 3, "choices": ("experts", "average", "voting", "stacking")},
     "gating": {"max_epochs": 6},
     "selection": {"n_iterations": 10},
     "stacking": {"Cs": (1.0,)},
