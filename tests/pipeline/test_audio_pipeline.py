@@ -118,6 +118,17 @@ def test_a_loaded_bundle_predicts_with_either_input_missing(run: Path) -> None:
     clip = tone_clip(TONES["blue"], seconds=0.3)
     np.testing.assert_allclose(predictor.predict_proba({"clip": [clip], "text": [None]}),
                                predictor.predict_proba([{"clip": clip}]), atol=1e-6)
+    bf16 = FusionPredictor.load(run / "runs" / "calls" / "bundle", precision="bf16")
+    np.testing.assert_allclose(bf16.predict_proba(inputs), proba, atol=0.05)
+
+
+def test_the_onnx_export_refuses_the_audio_expert_and_writes_nothing(
+        run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = run / "onnx"
+    assert main(["export", str(run / "runs" / "calls" / "bundle"), "--out", str(out)]) != 0
+    error = capsys.readouterr().err
+    assert "transformers-audio expert on column 'clip' has no ONNX export" in error
+    assert "no audio preprocessing" in error and not out.exists()
 
 
 def test_the_cli_predicts_by_column_and_from_a_file(run: Path,
