@@ -29,6 +29,7 @@ _EXPORTS: dict[str, str] = {
     "LabelSpace": "labels",
     "dataset_fingerprint": "fingerprints",
     # experts
+    "AudioExpert": "experts",
     "Expert": "experts",
     "PrecomputedExpert": "experts",
     "TabularExpert": "experts",
@@ -64,6 +65,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "AudioExpert",
     "EnsembleError",
     "Expert",
     "FusionPredictor",
@@ -113,6 +115,7 @@ if TYPE_CHECKING:
     from .combiners import create_combiner, list_combiners, load_combiner, register_combiner
     from .data import class_names, load_emoji, load_multimodal, make_synthetic
     from .experts import (
+        AudioExpert,
         Expert,
         ImageExpert,
         PrecomputedExpert,
