@@ -29,7 +29,7 @@ from ..fingerprints import dataset_fingerprint
 from ..labels import LabelSpace
 from ..modalities import get_modality
 from ..modalities.audio import to_waveform
-from .hf_text import _quiet_transformers
+from .hf_text import quiet_transformers
 from .registry import register_expert
 from .torch_expert import Batch, TorchExpert
 
@@ -188,7 +188,7 @@ class AudioExpert(TorchExpert):
     def _load_saved_model(self, source: str | Path, config: Any) -> nn.Module:
         """The fine-tuned model of a folder written by :meth:`save_pretrained`."""
         try:
-            with _quiet_transformers():
+            with quiet_transformers():
                 return AutoModelForAudioClassification.from_pretrained(
                     source, config=config, trust_remote_code=self.trust_remote_code)
         except (OSError, RuntimeError, ValueError, KeyError, SafetensorError) as err:
@@ -198,7 +198,7 @@ class AudioExpert(TorchExpert):
     def _load_pretrained(self, source: str | Path, config: Any) -> nn.Module:
         """Load the backbone; warn only when weights other than the new head are missing
         (the head, and a wav2vec2-style projector, are expected to start fresh)."""
-        with _quiet_transformers():
+        with quiet_transformers():
             model, info = AutoModelForAudioClassification.from_pretrained(
                 source, config=config, ignore_mismatched_sizes=True,
                 trust_remote_code=self.trust_remote_code, output_loading_info=True,
@@ -320,7 +320,7 @@ class AudioExpert(TorchExpert):
         """Write a transformers ``save_pretrained`` folder (+ ``ensemble.json``) atomically."""
         directory = Path(directory)
         model = self.model
-        with _quiet_transformers(), atomic_directory(directory) as tmp:
+        with quiet_transformers(), atomic_directory(directory) as tmp:
             model.save_pretrained(tmp)
             self.feature_extractor.save_pretrained(tmp)
             self.write_metadata(tmp)

@@ -30,14 +30,14 @@ from ._pooling import MeanPoolingClassifier, Pooling, sentence_transformers_pool
 from .registry import register_expert
 from .torch_expert import Batch, TorchExpert
 
-__all__ = ["TextExpert"]
+__all__ = ["TextExpert", "quiet_transformers"]
 
 _HEAD = "classifier.safetensors"
 _TOKENIZER_FILE = "tokenizer.json"
 
 
 @contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
+def quiet_transformers() -> Iterator[None]:
     """transformers without its load report and progress bars (restored afterwards)."""
     verbosity = hf_logging.get_verbosity()
     bars = hf_logging.is_progress_bar_enabled()
@@ -157,7 +157,7 @@ class TextExpert(TorchExpert):
 
     def _load_saved_model(self, source: str | Path, config: Any) -> nn.Module:
         """The fine-tuned model of a folder written by :meth:`save_pretrained`."""
-        with _quiet_transformers():
+        with quiet_transformers():
             return self._read_saved_model(source, config)
 
     def _read_saved_model(self, source: str | Path, config: Any) -> nn.Module:
@@ -185,7 +185,7 @@ class TextExpert(TorchExpert):
         """
         mean = self._resolved_pooling == "mean"
         model_class = AutoModel if mean else AutoModelForSequenceClassification
-        with _quiet_transformers():
+        with quiet_transformers():
             model, info = model_class.from_pretrained(
                 source, config=config, ignore_mismatched_sizes=True,
                 trust_remote_code=self.trust_remote_code, output_loading_info=True,
@@ -316,7 +316,7 @@ class TextExpert(TorchExpert):
         """Write a transformers ``save_pretrained`` folder (+ ``ensemble.json``) atomically."""
         directory = Path(directory)
         model = self.model
-        with _quiet_transformers():  # no "Writing model shards" bar for one small file
+        with quiet_transformers():  # no "Writing model shards" bar for one small file
             self._save(model, directory)
         return directory
 
