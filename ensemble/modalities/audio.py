@@ -431,7 +431,7 @@ class AudioModality(Modality):
         raise InvalidAudioError(
             f"{context.describe(split)} holds {feature} values, which are not audio (file "
             f"paths, file bytes, {{'array', 'sampling_rate'}} mappings or a datasets.Audio "
-            f"feature). Declare that column with its own modality{_then(context.fix)}."
+            f"feature). Declare that column with its own modality{context.or_fix()}."
         )
 
     def _resolve_stored_paths(self, dataset: Any, column: str, split: str, base_dir: Path,
@@ -462,17 +462,9 @@ class AudioModality(Modality):
         feature = dataset.features.get(column)
         if not self.matches(feature):
             raise InvalidAudioError(
-                f"{context.describe(split)} holds {feature}, not audio{_then(context.fix)}."
+                f"{context.describe(split)} holds {feature}, not audio{context.or_fix()}."
             )
-        if not context.decode:
-            return
-        view = dataset.select_columns([column]).with_format("arrow")
-        row = 0
-        for batch in view.iter(batch_size=64):
-            for stored in batch.column(column).to_pylist():
-                if stored is not None:
-                    verify_audio(stored, context.row(split, row))
-                row += 1
+        context.verify_values(dataset, column, split, verify_audio, batch_size=64)
 
 
 def _checked_path(path: str, base_dir: Path, split: str, row: int,
@@ -493,14 +485,10 @@ def _checked_path(path: str, base_dir: Path, split: str, row: int,
         raise InvalidAudioError(
             f"{context.describe(split)} is declared as an audio input but holds text such as "
             f"{path!r} ({where}), not audio file paths. Declare it as a text input (e.g. "
-            f"inputs={{{context.source!r}: 'text'}}){_then(context.fix)}."
+            f"inputs={{{context.source!r}: 'text'}}){context.or_fix()}."
         )
     raise InvalidAudioError(
         f"{where}: audio file {path!r} not found (looked at {resolved}); fix the path, point "
         "relative paths elsewhere (image_root=, CLI: --image-root, resolves every input's "
         "relative paths), or use None for a missing clip."
     )
-
-
-def _then(fix: str) -> str:
-    return f", or {fix}" if fix else ""

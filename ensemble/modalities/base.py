@@ -100,6 +100,24 @@ class ColumnContext:
         """Words for one row: the caller's ``row_name`` or ``row N of split 's'``."""
         return self.row_name(row) if self.row_name is not None else f"row {row} of split {split!r}"
 
+    def or_fix(self) -> str:
+        """``", or <fix>"`` to end an error message with, or nothing without a ``fix``."""
+        return f", or {self.fix}" if self.fix else ""
+
+    def verify_values(self, dataset: Any, column: str, split: str,
+                      verify: Callable[[Any, str], None], *, batch_size: int = 64) -> None:
+        """Call ``verify(stored_value, row_words)`` on every present value of ``column``
+        (read as stored, undecoded), unless ``decode`` is off."""
+        if not self.decode:
+            return
+        view = dataset.select_columns([column]).with_format("arrow")
+        row = 0
+        for batch in view.iter(batch_size=batch_size):
+            for stored in batch.column(column).to_pylist():
+                if stored is not None:
+                    verify(stored, self.row(split, row))
+                row += 1
+
 
 class Modality(ABC):
     """One kind of input value; subclasses are stateless and registered by name.

@@ -292,7 +292,7 @@ class ImageModality(Modality):
         raise InvalidImageError(
             f"{context.describe(split)} holds {feature} values, which are not images (file "
             f"paths, PIL images, image bytes or a datasets.Image feature). Declare that column "
-            f"with its own modality (e.g. tabular or text){_then(context.fix)}."
+            f"with its own modality (e.g. tabular or text){context.or_fix()}."
         )
 
     def _resolve_stored_paths(self, dataset: Any, column: str, feature: Any, split: str,
@@ -338,7 +338,7 @@ class ImageModality(Modality):
             raise InvalidImageError(
                 f"{context.describe(split)} is declared as an image input but holds text such "
                 f"as {path!r} ({where}), not image file paths. Declare it as a text input "
-                f"(e.g. inputs={{{context.source!r}: 'text'}}){_then(context.fix)}."
+                f"(e.g. inputs={{{context.source!r}: 'text'}}){context.or_fix()}."
             )
         raise InvalidImageError(
             f"{where}: image file {path!r} not found (looked at {resolved}); fix the path, pass "
@@ -353,19 +353,6 @@ class ImageModality(Modality):
         feature = dataset.features.get(column)
         if not self.matches(feature):
             raise InvalidImageError(
-                f"{context.describe(split)} holds {feature}, not images{_then(context.fix)}."
+                f"{context.describe(split)} holds {feature}, not images{context.or_fix()}."
             )
-        if not context.decode:
-            return
-        view = dataset.select_columns([column]).with_format("arrow")
-        row = 0
-        for batch in view.iter(batch_size=256):
-            for stored in batch.column(column).to_pylist():
-                if stored is not None:
-                    verify_image(stored, context.row(split, row))
-                row += 1
-
-
-def _then(fix: str) -> str:
-    return f", or {fix}" if fix else ""
-
+        context.verify_values(dataset, column, split, verify_image, batch_size=256)
