@@ -41,6 +41,7 @@ from ..exceptions import DependencyError, InvalidAudioError
 from .base import (
     ColumnContext,
     Modality,
+    encoded_file_digest,
     is_missing_scalar,
     register_modality,
     replace_column,
@@ -386,17 +387,7 @@ class AudioModality(Modality):
         if isinstance(value, Mapping) and "array" in value:
             samples = np.ascontiguousarray(np.asarray(value["array"], dtype=np.float32))
             return str(value.get("sampling_rate")).encode() + b"\x1f" + samples.tobytes()
-        if isinstance(value, Mapping):
-            data, path = value.get("bytes"), value.get("path")
-        elif isinstance(value, (bytes, bytearray)):
-            data, path = bytes(value), None
-        else:
-            data, path = None, os.fspath(value)
-        if data is not None:
-            return bytes(data)
-        if path is not None and "://" not in path and os.path.isfile(path):
-            return Path(path).read_bytes()
-        return str(path).encode("utf-8")
+        return encoded_file_digest(value)
 
     def prepare_column(self, dataset: Any, column: str, split: str,
                        context: ColumnContext | None = None) -> Any:

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import math
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ __all__ = [
     "MODALITIES",
     "ColumnContext",
     "Modality",
+    "encoded_file_digest",
     "get_modality",
     "is_missing_scalar",
     "list_modalities",
@@ -117,6 +119,22 @@ class ColumnContext:
                 if stored is not None:
                     verify(stored, self.row(split, row))
                 row += 1
+
+
+def encoded_file_digest(value: Any) -> bytes:
+    """What identifies an encoded file value (``{"bytes", "path"}`` mapping, bytes or a
+    path): its bytes, else the local file's bytes, else the path or URL itself."""
+    if isinstance(value, Mapping):
+        data, path = value.get("bytes"), value.get("path")
+    elif isinstance(value, (bytes, bytearray)):
+        data, path = bytes(value), None
+    else:
+        data, path = None, os.fspath(value)
+    if data is not None:
+        return bytes(data)
+    if path is not None and "://" not in path and os.path.isfile(path):
+        return Path(path).read_bytes()
+    return str(path).encode("utf-8")
 
 
 class Modality(ABC):

@@ -27,6 +27,7 @@ from ..exceptions import InvalidImageError
 from .base import (
     ColumnContext,
     Modality,
+    encoded_file_digest,
     is_missing_scalar,
     register_modality,
     replace_column,
@@ -256,17 +257,7 @@ class ImageModality(Modality):
 
     def digest(self, value: Any) -> bytes:
         """The encoded image: its bytes, else the file's bytes, else the path or URL."""
-        if isinstance(value, dict):
-            data, path = value.get("bytes"), value.get("path")
-        elif isinstance(value, (bytes, bytearray)):
-            data, path = bytes(value), None
-        else:
-            data, path = None, os.fspath(value)
-        if data is not None:
-            return bytes(data)
-        if path is not None and not is_remote(path) and os.path.isfile(path):
-            return Path(path).read_bytes()
-        return str(path).encode("utf-8")
+        return encoded_file_digest(value)
 
     def prepare_column(self, dataset: Any, column: str, split: str,
                        context: ColumnContext | None = None) -> Any:
