@@ -11,7 +11,14 @@ from types import ModuleType
 
 import pytest
 
-from ensemble import testing
+# Under pytest-xdist (README: `pytest -n auto`) the workers share the cores: each gets its
+# share of BLAS/torch threads (set before torch loads; subprocesses inherit it) instead of
+# every worker starting one thread per core.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+
+from ensemble import testing  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

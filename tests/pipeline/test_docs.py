@@ -53,4 +53,6 @@ def test_readme_opens_with_the_two_setup_commands() -> None:
                 if line and not line.startswith(("#", "bash"))]
     assert commands[0] == ('python3 -m venv .venv && .venv/bin/pip install -e ".[offline-models]"'
                            ' && .venv/bin/ensemble run recipes/quickstart.yaml')
-    assert commands[1].endswith(".venv/bin/python -m pytest -q")
+    assert commands[1].endswith(".venv/bin/python -m pytest -q -n auto")
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    assert ".venv/bin/python -m pytest -q -n auto\n" in ci  # CI runs the README's command
