@@ -17,6 +17,7 @@ import numpy as np
 
 from ._io import output_errors
 from .exceptions import ConfigError, DataError
+from .modalities import get_modality
 
 __all__ = ["predict_file"]
 
@@ -52,11 +53,11 @@ def _column_values(table: Any, predictor: Any, column: str, base: Path) -> list[
             return [None] * len(table)
         columns = {f: table[f] for f in present}
         values = [{f: columns[f][i] for f in present} for i in range(len(table))]
-    modality = predictor.columns[column]
-    if modality in ("image", "audio"):  # file paths, relative to the data file's folder
+    modality = get_modality(predictor.columns[column])
+    if modality.file_paths:  # relative to the data file's folder
         values = [str(base / v) if isinstance(v, str) and v and not os.path.isabs(v) else v
                   for v in values]
-    if modality in ("image", "text", "audio"):
+    if modality.blank_is_missing:
         values = [None if v is None or (isinstance(v, str) and not v.strip()) else v
                   for v in values]
     return values

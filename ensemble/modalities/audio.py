@@ -365,6 +365,9 @@ class AudioModality(Modality):
         (True, False)
     """
 
+    file_paths = True
+    blank_is_missing = True
+
     def matches(self, feature: Any) -> bool:
         from datasets import Audio
 

@@ -150,6 +150,10 @@ class Modality(ABC):
     registry_name: ClassVar[str] = ""
     #: True when one input of this modality is a group of source columns (tabular).
     column_group: ClassVar[bool] = False
+    #: True when a string value may be a file path (resolved against a data file's folder).
+    file_paths: ClassVar[bool] = False
+    #: True when a blank string in a table cell means the input is missing.
+    blank_is_missing: ClassVar[bool] = False
 
     @property
     def name(self) -> str:

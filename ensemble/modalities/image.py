@@ -241,6 +241,9 @@ class ImageModality(Modality):
         True
     """
 
+    file_paths = True
+    blank_is_missing = True
+
     def matches(self, feature: Any) -> bool:
         from datasets import Image as ImageFeature
 

@@ -61,6 +61,8 @@ class TextModality(Modality):
         (True, False)
     """
 
+    blank_is_missing = True
+
     def matches(self, feature: Any) -> bool:
         return getattr(feature, "dtype", None) in _STRING_DTYPES
 
