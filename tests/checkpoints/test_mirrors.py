@@ -93,7 +93,7 @@ def test_mirror_without_config_is_an_artifact_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"names": ()}, {"names": ("",)}, {"names": None}, {"modality": "audio"}, {"package": ""},
+    [{"names": ()}, {"names": ("",)}, {"names": None}, {"modality": "video"}, {"package": ""},
      {"materialize": "not callable"}],
 )
 def test_offline_mirror_validates_its_fields(kwargs: dict[str, Any]) -> None:
