@@ -164,7 +164,7 @@ def test_image_path_template_applies_to_the_one_image_input(tmp_path: Path) -> N
 
 @pytest.mark.parametrize(("inputs", "error", "message"), [
     ({"photo": "imgae"}, UnknownNameError, r"input 'photo'.*Did you mean 'image'"),
-    ({"photo": "sound"}, UnknownNameError, r"unknown modality 'sound'.*\['audio', 'image', 'tabular'"),
+    ({"photo": "sound"}, UnknownNameError, r"unknown modality 'sound'.*\['audio', 'image'"),
     ({"label": "text"}, ConfigError, r"'label' is reserved.*label_column="),
     ({"id": "text"}, ConfigError, r"'id' is reserved.*--id-column"),
     ([("title", "text"), ("title", "image")], ConfigError, "'title' is declared twice"),
