@@ -13,7 +13,7 @@ from ..exceptions import ConfigError, InvalidLogitsError
 from ._checks import check_choice, check_positive_ints, check_rate
 from ._design import modality_dropout, stacking_blocks
 from ._inputs import LogitsLike, MaskLike
-from ._torch_linear import fit_along_Cs
+from ._torch_linear import fit_along_Cs, fit_torch_linear
 from .base import PREDICT_CHUNK_ROWS, Combiner, FusionData
 from .registry import register_combiner
 
@@ -146,7 +146,8 @@ class GatingCombiner(Combiner):
     classwise stacking fitted on the gate's training rows (the gate starts neutral, the
     layer learns at a tenth of ``lr``), so early stopping keeps plain stacking when
     per-example weights add nothing; with fewer than 50 internal validation rows the gate
-    is not trained at all (it could not be checked). ``"mixture"`` mixes probabilities,
+    is not trained at all (it could not be checked) and the classwise stacking layer is
+    refitted on every row. ``"mixture"`` mixes probabilities,
     ``"logits"`` mixes log-probabilities. Trained with Adam on NLL, weight
     decay, modality dropout and early stopping on an internal ``validation_fraction``
     split. Runs on ``device`` (default: the device accelerate picks).
@@ -263,9 +264,13 @@ class GatingCombiner(Combiner):
         if rows.size - n_val < 1:
             n_val = 0
         val, train = order[:n_val], order[n_val:]
+        # A per-example gate that too few held-out rows can check is not trained: the
+        # stacked fusion keeps its warm start (classwise stacking), then refitted on every
+        # row, since no row is needed to check a gate.
+        trains_gate = not (net.stacked and n_val < _MIN_GATE_VALIDATION_ROWS)
         if net.stacked:
             self._warm_start(net, data, y, rows[train.cpu().numpy()], rows[val.cpu().numpy()],
-                             seed)
+                             seed, refit=None if trains_gate else rows)
         optimiser = torch.optim.AdamW(net.parameter_groups(self.lr), lr=self.lr,
                                       weight_decay=self.weight_decay)
 
@@ -280,9 +285,7 @@ class GatingCombiner(Combiner):
 
         best = (validation_loss(), {k: v.clone() for k, v in net.state_dict().items()})
         stale, self.n_epochs_ = 0, 0
-        # A per-example gate that too few held-out rows can check is not trained: the
-        # stacked fusion keeps its warm start (classwise stacking) instead.
-        epochs = 0 if net.stacked and n_val < _MIN_GATE_VALIDATION_ROWS else self.max_epochs
+        epochs = self.max_epochs if trains_gate else 0
         for _ in range(epochs):
             self.n_epochs_ += 1
             net.train()
@@ -308,24 +311,36 @@ class GatingCombiner(Combiner):
         self.validation_nll_ = best[0] if n_val else None
         self.gate_ = net.eval()
 
-    def _warm_start(self, net: _GateNet, data: FusionData, y: np.ndarray, rows: np.ndarray,
-                    held_out: np.ndarray, seed: int) -> None:
-        """Start the stacked fusion at classwise stacking fitted on the gate's training
-        rows (with modality dropout), its ``C`` the one of ``_WARM_START_CS`` with the lowest
-        NLL on the gate's validation rows (``held_out``), so the gate only has to learn
-        what per-example weights add; early stopping keeps the start when they add
-        nothing."""
+    def _stacking_design(self, data: FusionData, y: np.ndarray, rows: np.ndarray, seed: int
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Classwise stacking's blocks, scalars and labels for ``rows``, with the rows that
+        modality dropout reduces appended."""
         mask = data.mask[rows]
         changed, reduced = modality_dropout(mask, self.modality_dropout,
                                             np.random.default_rng(seed))
         log_probs = data.log_probs[rows]
         parts = [stacking_blocks(log_probs, mask, ["log_proba"]),
                  stacking_blocks(log_probs[changed], reduced, ["log_proba"])]
-        design = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
-        labels = np.concatenate([y[rows], y[rows][changed]])
+        return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                np.concatenate([y[rows], y[rows][changed]]))
+
+    def _warm_start(self, net: _GateNet, data: FusionData, y: np.ndarray, rows: np.ndarray,
+                    held_out: np.ndarray, seed: int, *, refit: np.ndarray | None = None
+                    ) -> None:
+        """Start the stacked fusion at classwise stacking fitted on the gate's training
+        rows (with modality dropout), its ``C`` the one of ``_WARM_START_CS`` with the lowest
+        NLL on the gate's validation rows (``held_out``), so the gate only has to learn
+        what per-example weights add; early stopping keeps the start when they add
+        nothing. ``refit``: rows to refit that ``C`` on (all of them, when no gate will be
+        trained)."""
+        *design, labels = self._stacking_design(data, y, rows, seed)
         check = stacking_blocks(data.log_probs[held_out], data.mask[held_out], ["log_proba"])
-        _, model = fit_along_Cs("classwise", *design, labels, _WARM_START_CS,
+        C, model = fit_along_Cs("classwise", *design, labels, _WARM_START_CS,
                                 (*check, y[held_out]), n_classes=self.n_classes_)
+        if refit is not None:
+            *design, labels = self._stacking_design(data, y, refit, seed)
+            model = fit_torch_linear("classwise", *design, labels, C,
+                                     n_classes=self.n_classes_, init=model)
         device = net.scale.device
         with torch.no_grad():
             net.scale.copy_(torch.from_numpy(model.block_coef).to(device))
