@@ -29,6 +29,7 @@ from ..exceptions import (
     ModalityError,
     UnknownNameError,
 )
+from ..fingerprints import dataset_fingerprint
 from ..labels import LabelSpace, softmax
 
 __all__ = ["METADATA", "Expert", "LogitOutputs", "load_expert", "read_metadata"]
@@ -220,6 +221,33 @@ class Expert(LogitOutputs):
     def encode_labels(self, dataset: Any, label_column: str = "label") -> np.ndarray:
         """The labels of ``dataset`` as indices into :attr:`labels` (matched by name)."""
         return self.labels.encode_column(dataset, label_column)
+
+    def require_two_classes(self, labels: np.ndarray) -> None:
+        """Raise :class:`DataError` unless the training rows with an input (their label
+        indices, ``labels``) hold at least two classes."""
+        seen = np.unique(labels)
+        if seen.size < 2:
+            raise DataError(
+                f"every training row with a {self.column!r} input has the class "
+                f"{self.labels[int(seen[0])]!r}; a classifier needs at least two classes to "
+                "learn from (check the training split, or how it was subsampled)."
+            )
+
+    def record_trained_on(self, train: Any) -> None:
+        """Remember ``train``'s fingerprint in :attr:`trained_on_` (the leakage guard)."""
+        fingerprint = dataset_fingerprint(train)
+        if fingerprint and fingerprint not in self.trained_on_:
+            self.trained_on_.append(fingerprint)
+
+    def require_fitted(self, attribute: str) -> None:
+        """Raise :class:`NotFittedError` unless ``attribute`` (a fitted attribute) is set."""
+        if not hasattr(self, attribute):
+            from ..exceptions import NotFittedError  # built on first use (imports sklearn)
+
+            raise NotFittedError(
+                f"the {self.registry_name} expert on {self.column!r} is not fitted; call "
+                "fit(train) first."
+            )
 
     # -- the contract ---------------------------------------------------------------------
 

@@ -27,7 +27,6 @@ import numpy as np
 
 from .._io import atomic_directory, read_json, write_json
 from ..exceptions import ArtifactError, ConfigError, DataError, InvalidTabularError
-from ..fingerprints import dataset_fingerprint
 from ..labels import LabelSpace, log_probabilities
 from ..modalities.tabular import TabularModality
 from .base import Expert
@@ -220,31 +219,18 @@ class TabularExpert(Expert):
         raw = self._raw_matrix(rows, keep)
         self.medians_ = [float(np.nanmedian(raw[:, j])) if np.isfinite(raw[:, j]).any() else 0.0
                          for j in range(raw.shape[1])]
-        seen = np.unique(labels[keep])
-        if seen.size < 2:
-            raise DataError(
-                f"every training row with a {self.column!r} input has the class "
-                f"{self.labels[int(seen[0])]!r}; a classifier needs at least two classes to "
-                "learn from (check the training split, or how it was subsampled)."
-            )
+        self.require_two_classes(labels[keep])
         estimator = self._make_estimator()
         self.native_nan_ = _allows_nan(estimator)
         estimator.fit(self._model_matrix(raw), labels[keep])
         self.estimator_ = estimator
         self._fingerprint = None
         self._blob = None
-        fingerprint = dataset_fingerprint(train)
-        if fingerprint and fingerprint not in self.trained_on_:
-            self.trained_on_.append(fingerprint)
+        self.record_trained_on(train)
         return self
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "estimator_"):
-            from ..exceptions import NotFittedError
-
-            raise NotFittedError(
-                f"the sklearn expert on {self.column!r} is not fitted; call fit(train) first."
-            )
+        self.require_fitted("estimator_")
 
     # -- inference ------------------------------------------------------------------------
 

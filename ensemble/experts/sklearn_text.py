@@ -22,7 +22,6 @@ import numpy as np
 
 from .._io import atomic_directory
 from ..exceptions import ArtifactError, ConfigError, DataError, InvalidTextError
-from ..fingerprints import dataset_fingerprint
 from ..labels import LabelSpace, log_probabilities
 from ..modalities.text import to_text
 from .base import Expert
@@ -191,13 +190,7 @@ class TfidfExpert(Expert):
                 f"no training example has a {self.column!r} text ({len(labels)} rows, all "
                 "missing or none); nothing to fit. Check the column and the training split."
             )
-        seen = np.unique(labels[present])
-        if seen.size < 2:
-            raise DataError(
-                f"every training row with a {self.column!r} text has the class "
-                f"{self.labels[int(seen[0])]!r}; a classifier needs at least two classes to "
-                "learn from (check the training split, or how it was subsampled)."
-            )
+        self.require_two_classes(labels[present])
         pipeline = self._make_pipeline(ngrams)
         try:
             pipeline.fit(texts, labels[present])
@@ -211,18 +204,11 @@ class TfidfExpert(Expert):
         self.pipeline_ = pipeline
         self._fingerprint = None
         self._blob = None
-        fingerprint = dataset_fingerprint(train)
-        if fingerprint and fingerprint not in self.trained_on_:
-            self.trained_on_.append(fingerprint)
+        self.record_trained_on(train)
         return self
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "pipeline_"):
-            from ..exceptions import NotFittedError
-
-            raise NotFittedError(
-                f"the tfidf expert on {self.column!r} is not fitted; call fit(train) first."
-            )
+        self.require_fitted("pipeline_")
 
     @property
     def vocabulary_size_(self) -> int:

@@ -25,7 +25,6 @@ from torch.utils.data import Dataset as TorchDataset
 from tqdm.auto import tqdm
 
 from ..exceptions import ConfigError, DataError, ExportError
-from ..fingerprints import dataset_fingerprint
 from ..labels import LabelSpace
 from .base import Expert
 from .training import EpochRecord, TrainingConfig, make_accelerator, train_classifier
@@ -202,9 +201,7 @@ class TorchExpert(Expert):
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
         self.training_config_ = config
-        fingerprint = dataset_fingerprint(train)
-        if fingerprint and fingerprint not in self.trained_on_:
-            self.trained_on_.append(fingerprint)
+        self.record_trained_on(train)
         self._fingerprint = None
         return self
 
