@@ -32,6 +32,7 @@ from ._io import atomic_directory, read_json, read_verified_tensors, write_json,
 from .exceptions import ConfigError, DataError
 from .experts import BaggedExpert, Expert, load_expert
 from .fingerprints import dataset_fingerprint
+from .launch import require_single_process
 from .logits import LogitSet, Provenance
 
 __all__ = ["CrossFitResult", "cross_fit", "fold_indices", "pool_splits"]
@@ -107,8 +108,12 @@ def cross_fit(
     expert should count as seen (e.g. the original train and validation splits), so the
     leakage guard flags its in-sample logits there. ``work_dir`` keeps finished folds and
     training checkpoints so an interrupted call resumes. One process only: under
-    ``torchrun`` every process would write the fold artifacts.
+    ``torchrun`` every process would write the fold artifacts, so it refuses to start there
+    (:class:`ConfigError`).
     """
+    require_single_process(
+        "cross_fit", "Cross-fit in one process, or run each fold's expert.fit under "
+        "torchrun yourself (docs/scaling.md).")
     labels = _labels(pool, label_column)
     held_out_rows = fold_indices(labels, folds, seed)
     work = Path(work_dir) if work_dir is not None else None

@@ -40,6 +40,7 @@ from ._io import (
 )
 from .exceptions import ArtifactError, ConfigError
 from .fingerprints import dataset_fingerprint
+from .launch import require_single_process
 from .recipe import DATA_SOURCES, Recipe, data_loader, fingerprint, resolve_checkpoint
 
 __all__ = ["STAGES", "Pipeline", "PipelineResult", "StageResult", "StageRunner"]
@@ -219,6 +220,11 @@ class Pipeline:
         """Run every stage up to and including ``until`` (one of :data:`STAGES`)."""
         if until not in STAGES:
             raise ConfigError(f"unknown stage {until!r}; choose one of {list(STAGES)!r}.")
+        require_single_process(
+            "`ensemble run` (and its stage commands)",
+            "Start it as one process (`ensemble run RECIPE`); to fine-tune an expert on "
+            "several devices, run its fit under accelerate launch / torchrun from Python "
+            "(docs/scaling.md).")
         # Before any data loading or fine-tuning: an unwritable or full run directory fails
         # here (OutputError), not at the first save hours later.
         ensure_writable(self.run_dir)

@@ -130,3 +130,27 @@ def test_evaluate_bundle_argument_errors(synthetic_run: Path, synthetic_data, tm
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
     assert (tmp_path / "busy" / "notes.txt").read_text() == "keep me"
+
+
+def test_run_under_several_processes_is_refused_before_writing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """torchrun / accelerate launch set WORLD_SIZE: every rank would write the same run
+    directory, so `ensemble run` refuses at once (issue 14) instead of racing."""
+    from ensemble.crossfit import cross_fit
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    run_dir = tmp_path / "run"
+    code = main(["run", str(REPO / "recipes" / "synthetic.yaml"), "--run-dir", str(run_dir),
+                 "-q"])
+    assert code == EXIT_CODES[ConfigError]
+    err = capsys.readouterr().err
+    assert "process 1 of 2 (WORLD_SIZE=2" in err and "ensemble run RECIPE" in err
+    assert not run_dir.exists()
+    with pytest.raises(ConfigError, match=r"cross_fit runs in one process.*WORLD_SIZE=2"):
+        cross_fit(lambda: None, None, folds=2)  # type: ignore[arg-type, return-value]
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    from ensemble.launch import world_size
+
+    assert world_size() == 1 and world_size({"WORLD_SIZE": "x"}) == 1
