@@ -31,6 +31,7 @@ FORMAT_VERSION = 1
 __all__ = [
     "FORMAT_VERSION",
     "atomic_directory",
+    "atomic_file",
     "atomic_write_text",
     "ensure_writable",
     "library_versions",
@@ -246,8 +247,11 @@ def atomic_directory(target: str | os.PathLike[str], *, overwrite: bool = True) 
 
 
 @contextlib.contextmanager
-def _atomic_file(path: Path) -> Iterator[Path]:
-    """A temporary sibling of ``path`` that replaces it when the block succeeds."""
+def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary sibling of ``path`` (``.NAME.HOST-PID.XXXX.tmp``) that replaces it when the
+    block succeeds; a failed block removes it, and temporaries of killed writers of this host
+    are swept first."""
+    path = Path(path)
     with output_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         _sweep(path)
@@ -264,7 +268,7 @@ def _atomic_file(path: Path) -> Iterator[Path]:
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and an atomic rename."""
-    with _atomic_file(Path(path)) as tmp:
+    with atomic_file(Path(path)) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
@@ -325,7 +329,7 @@ def write_tensors(
 ) -> str:
     """Save numpy arrays to a safetensors file (atomically); return its sha256."""
     arrays = {key: np.ascontiguousarray(value) for key, value in tensors.items()}
-    with _atomic_file(Path(path)) as tmp:
+    with atomic_file(Path(path)) as tmp:
         save_file(arrays, str(tmp), metadata=dict(metadata) if metadata else None)
         return sha256_file(tmp)
 

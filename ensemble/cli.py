@@ -5,6 +5,7 @@
     ensemble evaluate --bundle runs/quickstart/bundle --data data/pets.csv   # a saved bundle
     ensemble predict runs/quickstart/bundle --input image=cat.png --input text="a cat"  # JSON
     ensemble predict runs/quickstart/bundle --data rows.csv --out predictions.csv  # a file
+    ensemble score runs/quickstart/bundle --data rows.parquet --out scores/  # resumable shards
 
 Errors a user can fix print one line on stderr and exit non-zero (see :data:`EXIT_CODES`);
 ``--quiet`` keeps stderr to errors and stdout to results.
@@ -133,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="with --backend onnx: the float32 or the int8 graphs (the latter "
                               "need `ensemble export --quantize int8`)")
     predict.set_defaults(handler=_predict)
+    _add_score_command(commands, quiet)
     export = commands.add_parser(
         "export", parents=[quiet], help="export a bundle to ONNX (runs without torch)",
         description="Export a bundle (runs/<name>/bundle) to a directory that ONNX Runtime runs "
@@ -150,6 +152,61 @@ def build_parser() -> argparse.ArgumentParser:
                                                "combiner of your own that the bundle uses")
     export.set_defaults(handler=_export)
     return parser
+
+
+def _add_score_command(commands: Any, quiet: argparse.ArgumentParser) -> None:
+    from .scoring import DEFAULT_SHARD_ROWS
+
+    score = commands.add_parser(
+        "score", parents=[quiet], help="score a large file into resumable Parquet shards",
+        description="Score every row of a csv/tsv/jsonl/parquet file with a bundle: "
+                    "predictions, per-expert logits and presence, written as "
+                    "DIR/part-NNNNN.parquet shards and DIR/_manifest.json. Streams the file "
+                    "(one shard in memory); a re-run of the same command skips finished shards.")
+    score.add_argument("bundle", help="bundle directory")
+    score.add_argument("--data", required=True, metavar="FILE",
+                       help="csv/tsv/jsonl/parquet file whose columns are the bundle's input "
+                            "columns (relative image and audio paths are read from its folder)")
+    score.add_argument("--out", required=True, metavar="DIR", help="the shard directory")
+    score.add_argument("--shard-rows", type=int, default=DEFAULT_SHARD_ROWS, metavar="N",
+                       help=f"rows per shard (default {DEFAULT_SHARD_ROWS})")
+    score.add_argument("--id-column", default=None, metavar="NAME",
+                       help="column of example ids (default: id, else the row number)")
+    score.add_argument("--allow-missing", action="append", default=[], metavar="COLUMN",
+                       help="score without this bundle input column when the file lacks it "
+                            "(repeatable; by default a missing column is an error)")
+    score.add_argument("--overwrite", action="store_true",
+                       help="delete the shards of an earlier, different run in --out first")
+    score.add_argument("--plugin", dest="plugins", action="append", default=[],
+                       metavar="MODULE", help="import a module registering an expert kind or "
+                                              "combiner of your own that the bundle uses")
+    score.add_argument("--batch-size", type=int, default=None)
+    score.set_defaults(handler=_score)
+
+
+def _score(args: argparse.Namespace) -> int:
+    from .manifests import require_bundle_directory
+    from .scoring import check_score_directory, score_file
+
+    require_bundle_directory(args.bundle)
+    if not os.path.isfile(args.data):
+        raise DataError(f"--data {args.data!r} does not exist; check the path.")
+    # Refusals (another run in --out, a bad --shard-rows) come before any model loads.
+    check_score_directory(args.out, args.bundle, args.data, shard_rows=args.shard_rows,
+                          id_column=args.id_column, overwrite=args.overwrite)
+    if args.plugins:
+        from .recipe import import_plugins
+
+        import_plugins(args.plugins)
+    predictor = _load_predictor(args.bundle, args)
+    result = score_file(predictor, args.bundle, args.data, args.out,
+                        shard_rows=args.shard_rows, id_column=args.id_column,
+                        allow_missing=args.allow_missing, progress=not args.quiet)
+    if not args.quiet:
+        print(f"{result.rows} rows in {len(result.shards)} shards: {args.out} ({result.scored_rows}"
+              f" scored now, {result.skipped_shards} shards kept from an earlier run)",
+              file=sys.stderr)
+    return 0
 
 
 def _add_bundle_evaluation_arguments(parser: argparse.ArgumentParser) -> None:

@@ -19,9 +19,10 @@ from ._io import output_errors
 from .exceptions import ConfigError, DataError
 from .modalities import get_modality
 
-__all__ = ["predict_file"]
+__all__ = ["READERS", "column_values", "predict_file", "require_input_columns"]
 
-_READERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json",
+#: File suffix -> reader (``datasets.load_dataset`` builder name) for ``--data`` files.
+READERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json",
             ".ndjson": "json", ".parquet": "parquet"}
 _CHUNK = 512
 
@@ -29,9 +30,9 @@ _CHUNK = 512
 def _read(path: Path) -> Any:
     import datasets
 
-    reader = _READERS.get(path.suffix.lower())
+    reader = READERS.get(path.suffix.lower())
     if reader is None:
-        raise ConfigError(f"--data {str(path)!r} must be one of {sorted(_READERS)!r}.")
+        raise ConfigError(f"--data {str(path)!r} must be one of {sorted(READERS)!r}.")
     options = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
     try:
         return datasets.load_dataset(reader, data_files=str(path), split="train", **options)
@@ -40,8 +41,12 @@ def _read(path: Path) -> Any:
                         "per example.") from None
 
 
-def _column_values(table: Any, predictor: Any, column: str, base: Path) -> list[Any]:
-    """One value per row for the predictor input ``column`` (``None`` where missing)."""
+def column_values(table: Any, predictor: Any, column: str, base: Path) -> list[Any]:
+    """One value per row for the predictor input ``column`` (``None`` where missing).
+
+    ``table`` is anything with ``column_names``, ``len()`` and ``table[name]`` giving one
+    column's values (a ``datasets.Dataset``, or the chunks :mod:`ensemble.scoring` reads).
+    """
     readers = [e for e in predictor.experts.values() if e.column == column]
     if column in table.column_names:
         values = list(table[column])
@@ -63,6 +68,17 @@ def _column_values(table: Any, predictor: Any, column: str, base: Path) -> list[
     return values
 
 
+def require_input_columns(names: list[str], predictor: Any, data: Path) -> None:
+    """Refuse a file with none of the bundle's input columns (nor a tabular group's fields)."""
+    known = set(predictor.columns)
+    if not known & set(names) and not any(
+            set(getattr(e, "fields_", [])) & set(names) for e in predictor.experts.values()):
+        raise DataError(
+            f"--data {str(data)!r} has none of the bundle's input columns "
+            f"{sorted(known)!r} (its columns: {list(names)!r}); rename them."
+        )
+
+
 def _chunks(n: int, size: int) -> Iterator[slice]:
     for start in range(0, n, size):
         yield slice(start, min(start + size, n))
@@ -78,18 +94,11 @@ def predict_file(predictor: Any, data: Path, out: Path) -> int:
     table = _read(data)
     if len(table) == 0:
         raise DataError(f"--data {str(data)!r} has no rows.")
-    known = set(predictor.columns)
-    if not known & set(table.column_names) and not any(
-            set(getattr(e, "fields_", [])) & set(table.column_names)
-            for e in predictor.experts.values()):
-        raise DataError(
-            f"--data {str(data)!r} has none of the bundle's input columns "
-            f"{sorted(known)!r} (its columns: {table.column_names!r}); rename them."
-        )
+    require_input_columns(table.column_names, predictor, data)
     base = data.resolve().parent
     ids = ([str(i) for i in table["id"]] if "id" in table.column_names
            else [str(i) for i in range(len(table))])
-    inputs = {c: _column_values(table, predictor, c, base) for c in predictor.columns}
+    inputs = {c: column_values(table, predictor, c, base) for c in predictor.columns}
     probabilities: list[np.ndarray] = []
     for rows in _chunks(len(table), _CHUNK):
         chunk = {c: values[rows] for c, values in inputs.items()}
