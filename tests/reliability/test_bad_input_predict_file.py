@@ -79,3 +79,51 @@ def test_bad_predict_input(case: Case, bundle: Path, tmp_path: Path,
             assert culprit in err, (culprit, err)
     out = tmp_path / "out"
     assert not out.exists() or not any(out.iterdir()), "nothing half-written"
+
+
+def _score_data(name: str, text: str) -> Callable[[Path], list[str]]:
+    def write(folder: Path) -> list[str]:
+        (folder / name).write_text(text)
+        return ["--data", str(folder / name)]
+    return write
+
+
+def _score_corrupt_image(folder: Path) -> list[str]:
+    return _corrupt_image(folder)[:2]
+
+
+SCORE_CASES = [
+    Case("data-file-missing", lambda f: ["--data", str(f / "nope.csv")], 4,
+         ("nope.csv", "does not exist")),
+    Case("data-file-empty", _score_data("rows.csv", "id,image,text\n"), 4,
+         ("rows.csv", "no rows")),
+    Case("data-without-the-bundle-columns",
+         _score_data("rows.csv", "id,photo,caption\na,x.png,hi\n"), 4,
+         ("none of the bundle's input columns", "'image'", "'text'", "rename")),
+    Case("data-without-one-bundle-column", _score_data("rows.csv", "id,text\na,red\n"), 4,
+         ("no column 'image'", "--allow-missing image")),
+    Case("data-unsupported-extension", _score_data("rows.xlsx", "x"), 2,
+         ("rows.xlsx", ".parquet")),
+    Case("data-with-a-corrupt-image", _score_corrupt_image, 4,
+         ("bad.png", "rows 0-1", "kept")),
+    Case("data-with-an-empty-id", _score_data("rows.csv", "id,image,text\na,,red\n,,blue\n"),
+         4, ("row 1 has no value in the id column 'id'", "fill in")),
+    Case("shard-rows-zero",
+         lambda f: [*_score_data("rows.csv", "id,text\na,red\n")(f), "--shard-rows", "0"], 2,
+         ("--shard-rows", "positive")),
+]
+
+
+@pytest.mark.parametrize("case", SCORE_CASES, ids=[c.id for c in SCORE_CASES])
+def test_bad_score_input(case: Case, bundle: Path, tmp_path: Path,
+                         capsys: pytest.CaptureFixture[str]) -> None:
+    """``ensemble score``: the same one-line errors, and no shard is left behind."""
+    argv = case.write(tmp_path)
+    code = main(["score", str(bundle), "-q", "--out", str(tmp_path / "scores"), *argv])
+    err = capsys.readouterr().err
+    assert code == case.code, err
+    assert len(err.strip().splitlines()) == 1, err
+    for culprit in case.culprit:
+        assert culprit in err, (culprit, err)
+    assert not list((tmp_path / "scores").glob("*.parquet"))
+    assert not list((tmp_path / "scores").glob(".*"))
