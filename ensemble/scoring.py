@@ -35,6 +35,7 @@ import numpy as np
 
 from ._io import FORMAT_VERSION, atomic_file, output_errors, read_json, sha256_file, write_json
 from .exceptions import ArtifactError, ConfigError, DataError, OutputError
+from .launch import require_single_process
 from .manifests import MANIFEST
 from .prediction_files import READERS, column_values, require_input_columns
 
@@ -93,6 +94,8 @@ def _identity(bundle: Path, data: Path, shard_rows: int, id_column: str | None
                             "`ensemble run` or FusionPredictor.save().")
     if not data.is_file():
         raise DataError(f"--data {str(data)!r} does not exist; check the path.")
+    if data.suffix.lower() not in READERS:
+        raise ConfigError(f"--data {str(data)!r} must be one of {sorted(READERS)!r}.")
     stat = data.stat()
     return {"bundle_sha256": sha256_file(manifest), "input": str(data.resolve()),
             "input_size": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
@@ -117,6 +120,9 @@ def check_score_directory(out: str | os.PathLike[str], bundle: str | os.PathLike
     :class:`ScoreDirectoryMismatchError` naming the difference, or emptied of its shards and
     manifest when ``overwrite``. Temporaries of an interrupted run are deleted.
     """
+    require_single_process(
+        "ensemble score", "Run it without torchrun/accelerate launch; to use several "
+        "processes, split the file and score each part into its own --out directory.")
     out, data = Path(out), Path(data)
     if isinstance(shard_rows, bool) or not isinstance(shard_rows, int) or shard_rows < 1:
         raise ConfigError(f"--shard-rows must be a positive integer, got {shard_rows!r}.")
@@ -386,7 +392,7 @@ def score_file(predictor: Any, bundle: str | os.PathLike[str], data: str | os.Pa
                 except DataError as err:  # name the rows of the file, not of the chunk
                     raise type(err)(
                         f"--data {str(data)!r}, rows {start}-{start + table.num_rows - 1} "
-                        f"(shard {name}, example numbers counted from {start}): {err} Shards "
+                        f"(shard {name}; its example 0 is row {start}): {err} Shards "
                         "already written are kept.") from err
                 _write_shard(scores, out / name)
                 result.scored_rows += table.num_rows
