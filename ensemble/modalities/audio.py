@@ -45,6 +45,7 @@ from .base import (
     is_missing_scalar,
     register_modality,
     replace_column,
+    with_resolved_paths,
 )
 
 __all__ = [
@@ -433,21 +434,10 @@ class AudioModality(Modality):
         from datasets import Audio
 
         stored = Audio(decode=False)
-        table = dataset.with_format("arrow")[column].combine_chunks()
-        if len(table) == 0 or table.null_count == len(table):
-            return dataset.cast_column(column, stored)
-        paths = table.field("path").to_pylist()
-        inline = table.field("bytes").is_valid().to_pylist()
-        valid = table.is_valid().to_pylist()
-        resolved = [path if not ok or has_bytes or path is None
-                    else _checked_path(path, base_dir, split, row, context)
-                    for row, (ok, path, has_bytes) in enumerate(zip(valid, paths, inline,
-                                                                    strict=True))]
-        if resolved != paths:
-            storage = [None if item is None else {"bytes": item["bytes"], "path": path}
-                       for item, path in zip(table.to_pylist(), resolved, strict=True)]
-            return replace_column(dataset, column, storage, stored)
-        return dataset.cast_column(column, stored)
+        resolved = with_resolved_paths(
+            dataset, column, stored,
+            lambda path, row, _: _checked_path(path, base_dir, split, row, context))
+        return resolved if resolved is not None else dataset.cast_column(column, stored)
 
     def check_column(self, dataset: Any, column: str, split: str,
                      context: ColumnContext | None = None) -> None:

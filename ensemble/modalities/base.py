@@ -41,6 +41,7 @@ __all__ = [
     "modality_of",
     "register_modality",
     "replace_column",
+    "with_resolved_paths",
 ]
 
 _M = TypeVar("_M", bound="type[Modality]")
@@ -68,6 +69,28 @@ def replace_column(dataset: Any, column: str, values: Any, feature: Any) -> Any:
     spare = f"__ensemble_new_{column}__"
     out = dataset.add_column(spare, values, feature=feature).remove_columns([column])
     return out.rename_column(spare, column).select_columns(order)
+
+
+def with_resolved_paths(dataset: Any, column: str, feature: Any,
+                        check: Callable[[str, int, list[Any]], str]) -> Any | None:
+    """``dataset`` with the paths of its ``{"bytes", "path"}`` column ``column`` replaced by
+    ``check(path, row, paths)`` (an absolute, existing path, or a typed error) where a row
+    has a path and no inline bytes, stored as ``feature``; ``None`` when no path changes (or
+    the column is empty)."""
+    table = dataset.with_format("arrow")[column].combine_chunks()
+    if len(table) == 0 or table.null_count == len(table):
+        return None
+    paths = table.field("path").to_pylist()
+    inline = table.field("bytes").is_valid().to_pylist()
+    valid = table.is_valid().to_pylist()
+    resolved = [path if not ok or has_bytes or path is None else check(path, row, paths)
+                for row, (ok, path, has_bytes) in enumerate(zip(valid, paths, inline,
+                                                                strict=True))]
+    if resolved == paths:
+        return None
+    storage = [None if item is None else {"bytes": item["bytes"], "path": path}
+               for item, path in zip(table.to_pylist(), resolved, strict=True)]
+    return replace_column(dataset, column, storage, feature)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from .base import (
     is_missing_scalar,
     register_modality,
     replace_column,
+    with_resolved_paths,
 )
 
 __all__ = [
@@ -294,22 +295,12 @@ class ImageModality(Modality):
         from datasets import Image as ImageFeature
 
         new_feature = ImageFeature(mode=feature.mode, decode=True)
-        table = dataset.with_format("arrow")[column].combine_chunks()
-        if len(table) == 0 or table.null_count == len(table):
-            return dataset if feature.decode else dataset.cast_column(column, new_feature)
-        paths = table.field("path").to_pylist()
-        inline = table.field("bytes").is_valid().to_pylist()
-        valid = table.is_valid().to_pylist()
-        resolved: list[str | None] = []
-        for row, (ok, path, has_bytes) in enumerate(zip(valid, paths, inline, strict=True)):
-            if not ok or has_bytes or path is None:
-                resolved.append(path)
-            else:
-                resolved.append(self._checked_path(path, base_dir, split, row, paths, context))
-        if resolved != paths:
-            storage = [None if item is None else {"bytes": item["bytes"], "path": path}
-                       for item, path in zip(table.to_pylist(), resolved, strict=True)]
-            return replace_column(dataset, column, storage, new_feature)
+        resolved = with_resolved_paths(
+            dataset, column, new_feature,
+            lambda path, row, paths: self._checked_path(path, base_dir, split, row, paths,
+                                                        context))
+        if resolved is not None:
+            return resolved
         return dataset if feature.decode else dataset.cast_column(column, new_feature)
 
     @staticmethod
