@@ -42,10 +42,12 @@ from .prediction_files import READERS, column_values, require_input_columns
 __all__ = [
     "DEFAULT_SHARD_ROWS",
     "SCORE_MANIFEST",
+    "BundleScorer",
     "ScoreDirectoryMismatchError",
     "ScoreResult",
     "check_score_directory",
     "score_file",
+    "score_table",
     "shard_name",
 ]
 
@@ -311,6 +313,57 @@ def _score(predictor: Any, rows: _Rows, ids: list[str], base: Path) -> Any:
     return pa.table(columns)
 
 
+def score_table(predictor: Any, table: Any, *, id_column: str | None = None, start: int = 0,
+                base_dir: str | os.PathLike[str] | None = None,
+                data: str | os.PathLike[str] = "<table>") -> Any:
+    """One ``pyarrow.Table`` of input rows scored: the shard columns described above.
+
+    ``id_column`` names the ids (default ``id``; without that column, row numbers from
+    ``start``); relative file paths are read from ``base_dir`` (default: the current
+    folder); ``data`` names the rows' source in error messages.
+
+    Example:
+        >>> rows = pa.table({"id": ["a"], "text": ["red"]})  # doctest: +SKIP
+        >>> score_table(predictor, rows)["prediction"]  # doctest: +SKIP
+    """
+    rows = _Rows(table)
+    ids = _ids(rows, table, id_column, start, Path(data))
+    return _score(predictor, rows, ids, Path(base_dir) if base_dir is not None else Path.cwd())
+
+
+class BundleScorer:
+    """A bundle as a callable over ``pyarrow.Table`` batches, loaded once per instance: the
+    class to hand to Ray Data's ``Dataset.map_batches`` (``batch_format="pyarrow"``), so
+    each actor loads the bundle once and returns the same columns as ``ensemble score``.
+
+    Example:
+        >>> import ray  # doctest: +SKIP
+        >>> scores = ray.data.read_parquet("rows.parquet").map_batches(  # doctest: +SKIP
+        ...     BundleScorer, fn_constructor_kwargs={"bundle": "runs/quickstart/bundle",
+        ...                                          "base_dir": "."},
+        ...     batch_format="pyarrow", batch_size=1024, concurrency=2)
+        >>> scores.write_parquet("scores/")  # doctest: +SKIP
+    """
+
+    def __init__(self, bundle: str | os.PathLike[str], *, id_column: str = "id",
+                 base_dir: str | os.PathLike[str] | None = None) -> None:
+        from .predictor import FusionPredictor
+
+        self.predictor = FusionPredictor.load(bundle)
+        self.id_column = id_column
+        self.base_dir = base_dir
+
+    def __call__(self, batch: Any) -> Any:
+        """The scored ``batch``; it must carry ``id_column`` (a batch has no row numbers)."""
+        if self.id_column not in batch.column_names:
+            raise DataError(
+                f"the batch has no id column {self.id_column!r} (its columns: "
+                f"{batch.column_names!r}); give the rows ids, or BundleScorer(id_column=...)."
+            )
+        return score_table(self.predictor, batch, id_column=self.id_column,
+                           base_dir=self.base_dir)
+
+
 def _write_shard(table: Any, path: Path) -> None:
     import pyarrow.parquet as pq
 
@@ -385,10 +438,9 @@ def score_file(predictor: Any, bundle: str | os.PathLike[str], data: str | os.Pa
                         "time changing; pass --overwrite to score it again.")
                 result.skipped_shards += 1
             else:
-                rows = _Rows(table)
-                ids = _ids(rows, table, id_column, start, data)
                 try:
-                    scores = _score(predictor, rows, ids, base)
+                    scores = score_table(predictor, table, id_column=id_column, start=start,
+                                         base_dir=base, data=data)
                 except DataError as err:  # name the rows of the file, not of the chunk
                     raise type(err)(
                         f"--data {str(data)!r}, rows {start}-{start + table.num_rows - 1} "

@@ -220,3 +220,24 @@ def test_several_processes_are_refused(synthetic_run: Path, rows, predictor, tmp
     with pytest.raises(ConfigError, match=r"one process.*split the file"):
         score_file(predictor, synthetic_run / "bundle", rows["parquet"], tmp_path / "s")
     assert not (tmp_path / "s").exists()
+
+
+def test_bundle_scorer_gives_the_shards_columns(synthetic_run: Path, rows, tmp_path: Path
+                                                ) -> None:
+    """BundleScorer (the Ray Data callable) scores a pyarrow batch like ensemble score."""
+    out = tmp_path / "scores"
+    predictor = FusionPredictor.load(synthetic_run / "bundle")
+    score_file(predictor, synthetic_run / "bundle", rows["parquet"], out, shard_rows=SHARD)
+    expected = pq.read_table(out)
+    scorer = scoring.BundleScorer(synthetic_run / "bundle", base_dir=rows["folder"])
+    batches = pq.read_table(rows["parquet"]).to_batches(max_chunksize=7)
+    got = pa.concat_tables([scorer(pa.Table.from_batches([b])) for b in batches])
+    assert got.column_names == expected.column_names
+    assert got["id"].to_pylist() == expected["id"].to_pylist()
+    assert got["prediction"].to_pylist() == expected["prediction"].to_pylist()
+    np.testing.assert_allclose(got["probability"].to_numpy(), expected["probability"].to_numpy(),
+                               atol=1e-6)
+    with pytest.raises(DataError, match=r"no id column 'key'.*BundleScorer\(id_column"):
+        scoring.BundleScorer(synthetic_run / "bundle", id_column="key")(
+            pq.read_table(rows["parquet"]))
+
