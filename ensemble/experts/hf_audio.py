@@ -25,7 +25,6 @@ from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClas
 
 from .._io import atomic_directory
 from ..exceptions import ArtifactError, ConfigError, ExportError
-from ..fingerprints import dataset_fingerprint
 from ..labels import LabelSpace
 from ..modalities import get_modality
 from ..modalities.audio import to_waveform
@@ -226,7 +225,7 @@ class AudioExpert(TorchExpert):
 
     # -- reading a dataset without datasets' own audio decoding ----------------------------
 
-    def _readable(self, data: Any) -> Any:
+    def input_view(self, data: Any) -> Any:
         """``data`` with a decoding ``Audio`` column cast to ``decode=False``: the clips are
         decoded here (soundfile), not by ``datasets`` (which needs torchcodec)."""
         if not hasattr(data, "column_names") or self.column not in data.column_names:
@@ -235,27 +234,6 @@ class AudioExpert(TorchExpert):
         if getattr(feature, "decode", False) and get_modality("audio").matches(feature):
             return data.cast_column(self.column, type(feature)(decode=False))
         return data
-
-    def fit(self, train: Any, eval_dataset: Any | None = None, **kwargs: Any) -> AudioExpert:
-        """Fine-tune (see :meth:`TorchExpert.fit`) on clips in a ``datasets.Dataset``."""
-        self.require_column(train)  # before the model loads: a wrong column fails at once
-        readable = self._readable(train)
-        super().fit(readable, None if eval_dataset is None else self._readable(eval_dataset),
-                    **kwargs)
-        # The leakage guard knows the caller's dataset, not the undecoded view of it.
-        seen, given = dataset_fingerprint(readable), dataset_fingerprint(train)
-        if seen != given:
-            self.trained_on_ = [given if f == seen else f for f in self.trained_on_]
-            if given not in self.trained_on_:
-                self.trained_on_.append(given)
-        return self
-
-    def predict_logits(self, data: Any, *, batch_size: int = 64, return_features: bool = False,
-                       progress: bool = True) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """Logits ``[N, C]`` (see :meth:`TorchExpert.predict_logits`) for a dataset or a list
-        of clips (file paths, bytes, ``{"array", "sampling_rate"}``; ``None`` if missing)."""
-        return super().predict_logits(self._readable(data), batch_size=batch_size,
-                                      return_features=return_features, progress=progress)
 
     # -- the torch hooks ------------------------------------------------------------------
 

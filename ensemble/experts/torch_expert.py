@@ -162,6 +162,11 @@ class TorchExpert(Expert):
             fold = fold.updated(output_dir=str(work_dir), resume=True)
         return fold
 
+    def input_view(self, data: Any) -> Any:
+        """``data`` as :meth:`fit` and :meth:`predict_logits` read it: itself, unless a kind
+        needs another view of its column (the audio kind reads clips undecoded)."""
+        return data
+
     def fit(self, train: Any, eval_dataset: Any | None = None, *,
             config: TrainingConfig | None = None, label_column: str = "label",
             **train_args: Any) -> TorchExpert:
@@ -175,16 +180,18 @@ class TorchExpert(Expert):
             >>> expert.fit(ds["train"], ds["validation"], epochs=3)  # doctest: +SKIP
         """
         config = (config or self.default_training_config()).updated(**train_args)
-        labels = self.encode_labels(train, label_column)
-        keep = np.flatnonzero(self.present_rows(train))
+        view = self.input_view(train)
+        labels = self.encode_labels(view, label_column)
+        keep = np.flatnonzero(self.present_rows(view))
         if keep.size == 0:
             raise DataError(f"no training example has a {self.column!r} input; nothing to fit.")
-        train_rows = InputRows(train, self.column, keep, labels)
+        train_rows = InputRows(view, self.column, keep, labels)
         eval_rows = None
         if eval_dataset is not None:
-            eval_labels = self.encode_labels(eval_dataset, label_column)
-            eval_keep = np.flatnonzero(self.present_rows(eval_dataset))
-            eval_rows = InputRows(eval_dataset, self.column, eval_keep, eval_labels)
+            eval_view = self.input_view(eval_dataset)
+            eval_labels = self.encode_labels(eval_view, label_column)
+            eval_keep = np.flatnonzero(self.present_rows(eval_view))
+            eval_rows = InputRows(eval_view, self.column, eval_keep, eval_labels)
         result = train_classifier(
             self.model,
             self.forward,
@@ -201,7 +208,7 @@ class TorchExpert(Expert):
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
         self.training_config_ = config
-        self.record_trained_on(train)
+        self.record_trained_on(train)  # the caller's dataset, not the view (leakage guard)
         self._fingerprint = None
         return self
 
@@ -223,7 +230,7 @@ class TorchExpert(Expert):
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}.")
-        source = _as_source(data)
+        source = _as_source(self.input_view(data))
         present = self.present_rows(source)
         rows = InputRows(source, self.column, np.flatnonzero(present))
         logits, features = self._infer(rows, batch_size=batch_size,
