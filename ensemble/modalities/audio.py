@@ -26,11 +26,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -243,25 +244,37 @@ def _reason(err: BaseException) -> str:
 
 def _decode(source: Any, what: str, max_duration: float | None) -> tuple[np.ndarray, int]:
     soundfile = _soundfile()
+    advice = ("the file is corrupt, truncated or not an audio format libsndfile reads (WAV, "
+              "FLAC, OGG, MP3, ...).")
+    with _read_errors(what, advice), soundfile.SoundFile(source) as handle:
+        rate, frames = _checked_header(handle, what)
+        wanted = frames if max_duration is None else min(frames, _frames(max_duration, rate))
+        data = handle.read(frames=wanted, dtype="float32", always_2d=True)
+    _require_decoded(what, frames, data.shape[0], wanted,
+                     "replace the file, or give None to mark the audio as missing.")
+    return data, rate
+
+
+@contextlib.contextmanager
+def _read_errors(what: str, advice: str) -> Iterator[None]:
+    """Turn what soundfile raises on a bad file into :class:`InvalidAudioError` naming
+    ``what`` and ending with ``advice`` (our own typed errors pass through)."""
     try:
-        with soundfile.SoundFile(source) as handle:
-            rate, frames = _checked_header(handle, what)
-            wanted = frames if max_duration is None else min(frames, _frames(max_duration, rate))
-            data = handle.read(frames=wanted, dtype="float32", always_2d=True)
+        yield
     except InvalidAudioError:
         raise
     except (RuntimeError, OSError, ValueError, EOFError, TypeError, MemoryError) as err:
+        raise InvalidAudioError(f"{what} cannot be read ({_reason(err)}); {advice}") from err
+
+
+def _require_decoded(what: str, frames: int, decoded: int, wanted: int, advice: str) -> None:
+    """Raise :class:`InvalidAudioError` when fewer than ``wanted`` of the ``frames`` samples
+    the header promises could be decoded."""
+    if decoded < wanted:
         raise InvalidAudioError(
-            f"{what} cannot be read ({_reason(err)}); the file is corrupt, "
-            "truncated or not an audio format libsndfile reads (WAV, FLAC, OGG, MP3, ...)."
-        ) from err
-    if data.shape[0] < wanted:
-        raise InvalidAudioError(
-            f"{what} is truncated: its header promises {frames} samples but only "
-            f"{data.shape[0]} could be decoded; replace the file, or give None to mark the "
-            "audio as missing."
+            f"{what} is truncated: its header promises {frames} samples but only {decoded} "
+            f"could be decoded; {advice}"
         )
-    return data, rate
 
 
 def _checked_header(handle: Any, what: str) -> tuple[int, int]:
@@ -311,35 +324,26 @@ def verify_audio(stored: Any, where: str) -> None:
     what = f"{where}: " + ("the stored audio clip" if data is not None
                            else f"audio file {path!r}")
     soundfile = _soundfile()
-    try:
-        with soundfile.SoundFile(io.BytesIO(data) if data is not None else path) as handle:
-            rate, frames = _checked_header(handle, what)
-            seen = 0
-            while True:
-                block = handle.read(frames=_BLOCK, dtype="float32", always_2d=True)
-                if not block.shape[0]:
-                    break
-                finite = np.isfinite(block).all(axis=1)
-                if not finite.all():
-                    bad = seen + int(np.flatnonzero(~finite)[0])
-                    raise InvalidAudioError(
-                        f"{what} holds NaN or infinite samples (the first at sample {bad}, "
-                        f"{bad / rate:.3f} s); fix the recording, or set the value to None to "
-                        "mark it as missing.")
-                seen += block.shape[0]
-    except InvalidAudioError:
-        raise
-    except (RuntimeError, OSError, ValueError, EOFError, TypeError, MemoryError) as err:
-        raise InvalidAudioError(
-            f"{what} cannot be read ({_reason(err)}); it is corrupt, truncated or "
-            "not audio: replace or remove it, or set the value to None to mark the audio as "
-            "missing."
-        ) from err
-    if seen < frames:
-        raise InvalidAudioError(
-            f"{what} is truncated: its header promises {frames} samples but only {seen} could "
-            "be decoded; replace it, or set the value to None to mark the audio as missing."
-        )
+    advice = ("it is corrupt, truncated or not audio: replace or remove it, or set the value "
+              "to None to mark the audio as missing.")
+    source = io.BytesIO(data) if data is not None else path
+    with _read_errors(what, advice), soundfile.SoundFile(source) as handle:
+        rate, frames = _checked_header(handle, what)
+        seen = 0
+        while True:
+            block = handle.read(frames=_BLOCK, dtype="float32", always_2d=True)
+            if not block.shape[0]:
+                break
+            finite = np.isfinite(block).all(axis=1)
+            if not finite.all():
+                bad = seen + int(np.flatnonzero(~finite)[0])
+                raise InvalidAudioError(
+                    f"{what} holds NaN or infinite samples (the first at sample {bad}, "
+                    f"{bad / rate:.3f} s); fix the recording, or set the value to None to "
+                    "mark it as missing.")
+            seen += block.shape[0]
+    _require_decoded(what, frames, seen, frames,
+                     "replace it, or set the value to None to mark the audio as missing.")
 
 
 def _wav_bytes(clip: Mapping[str, Any]) -> bytes:
