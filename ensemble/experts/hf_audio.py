@@ -12,7 +12,6 @@ saved audio expert is a transformers ``save_pretrained`` folder (``config.json``
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -181,7 +180,7 @@ class AudioExpert(TorchExpert):
         if self.freeze_feature_encoder and callable(getattr(model, "freeze_feature_encoder",
                                                             None)):
             model.freeze_feature_encoder()
-        self._head = self._find_head(model)
+        self._head = self.last_class_layer(model, "an audio-classification")
         return model
 
     def _load_saved_model(self, source: str | Path, config: Any) -> nn.Module:
@@ -204,24 +203,8 @@ class AudioExpert(TorchExpert):
             )
         fresh = ("classifier.", "projector.")
         missing = [key for key in info.get("missing_keys", ()) if not key.startswith(fresh)]
-        if missing:
-            warnings.warn(
-                f"{source}: {len(missing)} backbone weight(s) were not in the checkpoint and "
-                f"start random, e.g. {sorted(missing)[:5]!r}; check the checkpoint matches "
-                "the architecture.",
-                stacklevel=3,
-            )
+        self.warn_missing_weights(source, missing)
         return model
-
-    def _find_head(self, model: nn.Module) -> nn.Module:
-        linear = [m for m in model.modules()
-                  if isinstance(m, nn.Linear) and m.out_features == self.num_classes]
-        if not linear:
-            raise ConfigError(
-                f"{type(model).__name__} has no linear layer with {self.num_classes} "
-                "outputs; use a model class with an audio-classification head."
-            )
-        return linear[-1]
 
     # -- reading a dataset without datasets' own audio decoding ----------------------------
 

@@ -152,7 +152,7 @@ class TextExpert(TorchExpert):
         self._max_tokens = (min(self.max_length, limit)
                             if isinstance(limit, int) and 0 < limit < 1_000_000_000
                             else self.max_length)
-        self._head = self._find_head(model)
+        self._head = self.last_class_layer(model, "a sequence-classification")
         return model
 
     def _load_saved_model(self, source: str | Path, config: Any) -> nn.Module:
@@ -194,13 +194,7 @@ class TextExpert(TorchExpert):
                 if isinstance(module, nn.Linear) and module.out_features == self.num_classes}
         missing = [key for key in info.get("missing_keys", ())
                    if key.rsplit(".", 1)[0] not in head]
-        if missing:
-            warnings.warn(
-                f"{source}: {len(missing)} backbone weight(s) were not in the checkpoint and "
-                f"start random, e.g. {sorted(missing)[:5]!r}; check the checkpoint matches "
-                "the architecture.",
-                stacklevel=3,
-            )
+        self.warn_missing_weights(source, missing)
         return self._mean_pooling(model) if self._resolved_pooling == "mean" else model
 
     def _mean_pooling(self, backbone: nn.Module) -> nn.Module:
@@ -210,16 +204,6 @@ class TextExpert(TorchExpert):
         if isinstance(pooler, nn.Module):
             pooler.requires_grad_(False)
         return MeanPoolingClassifier(backbone, self.num_classes)
-
-    def _find_head(self, model: nn.Module) -> nn.Module:
-        linear = [m for m in model.modules()
-                  if isinstance(m, nn.Linear) and m.out_features == self.num_classes]
-        if not linear:
-            raise ConfigError(
-                f"{type(model).__name__} has no linear layer with {self.num_classes} "
-                "outputs; use a model class with a sequence-classification head."
-            )
-        return linear[-1]
 
     def fit(self, train: Any, eval_dataset: Any | None = None, **kwargs: Any) -> TextExpert:
         """Fine-tune (see :meth:`TorchExpert.fit`); first warns when the tokenizer does not

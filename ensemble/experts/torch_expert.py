@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import hashlib
 import tempfile
+import warnings
 from abc import abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -97,6 +98,31 @@ class TorchExpert(Expert):
     @abstractmethod
     def classifier(self) -> nn.Module:
         """The final classification layer; its input is the pre-logit feature vector."""
+
+    def last_class_layer(self, model: nn.Module, head: str) -> nn.Module:
+        """``model``'s last linear layer with one output per class (the classification
+        head); otherwise a :class:`ConfigError` suggesting a model class with ``head`` head
+        (e.g. ``"an audio-classification"``)."""
+        linear = [m for m in model.modules()
+                  if isinstance(m, nn.Linear) and m.out_features == self.num_classes]
+        if not linear:
+            raise ConfigError(
+                f"{type(model).__name__} has no linear layer with {self.num_classes} "
+                f"outputs; use a model class with {head} head."
+            )
+        return linear[-1]
+
+    @staticmethod
+    def warn_missing_weights(source: str | Path, missing: Sequence[str]) -> None:
+        """Warn, for the caller of a checkpoint loader, when body weights (``missing``:
+        not the fresh head) were not in the checkpoint and start random."""
+        if missing:
+            warnings.warn(
+                f"{source}: {len(missing)} backbone weight(s) were not in the checkpoint and "
+                f"start random, e.g. {sorted(missing)[:5]!r}; check the checkpoint matches "
+                "the architecture.",
+                stacklevel=4,
+            )
 
     # -- the lazily built model -----------------------------------------------------------
 
