@@ -5,6 +5,7 @@ Usage::
     python benchmarks/score_throughput.py                  # 10k and 100k synthetic rows
     python benchmarks/score_throughput.py --rows 5000 50000 --shard-rows 2000
     python benchmarks/score_throughput.py --quick          # 200 and 400 rows (the test suite)
+    python benchmarks/score_throughput.py --ray --rows 10000   # adds a Ray Data row
 
 The bundle is the synthetic recipe's (a ``test_resnet`` image expert and a tiny text
 expert): ``ensemble run recipes/synthetic.yaml --run-dir DIR -q`` runs first when
@@ -22,6 +23,15 @@ with ``os.wait4``) is its own:
   memory (images decoded to PIL) and calls ``predict`` on all rows at once: the baseline. It
   is skipped for a size whose estimated memory exceeds ``--predict-max-gb`` (the reason is
   recorded).
+- **ray** (``--ray``, needs the ``ray`` extra; skipped with the reason when ``ray`` is not
+  installed): a child that starts a local ``ray.init(num_cpus=2)`` and runs
+  ``read_parquet(FILE).repartition(B).map_batches(BundleScorer, batch_format="pyarrow",
+  batch_size=1024, concurrency=2, num_cpus=0.5).write_parquet(TMP)`` (B: at least 4 blocks,
+  one per 5,000 rows; the Parquet reader makes one block of a file this size). Each actor
+  asks for half a CPU: at one CPU, 2 actors hold both CPUs and the read task never starts.
+  Its peak RSS is the largest sum of the RSS of the child and all its descendants (Ray's
+  raylet, GCS and workers, actors included), sampled every 0.2 s with psutil; ``ru_maxrss``
+  alone would miss the actors. Its ids and predictions are checked against ``score``'s.
 
 Both walls are the whole child process (start-up, imports, bundle load, reading, scoring,
 and for ``score`` writing the shards); the predict child also reports its ``predict`` call
@@ -29,12 +39,14 @@ alone. Sizes alternate contender order. The claim checked: ``score``'s peak RSS 
 as rows grow while its rows/s stays comparable to ``predict``.
 
 Writes ``benchmarks/results/score_throughput.json`` (atomically; ``--quick``:
-``score_throughput_quick.json``) and prints a Markdown table.
+``score_throughput_quick.json``; ``--ray``: ``score_throughput_ray.json``) and prints a
+Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -42,6 +54,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,6 +85,35 @@ done = time.perf_counter()
 assert len(predictions) == len(columns["id"])
 print(json.dumps({"load_seconds": loaded - start, "read_seconds": read - loaded,
                   "predict_seconds": done - read, "rows": len(predictions)}))
+"""
+
+
+RAY_CPUS = 2
+RAY_CONCURRENCY = 2
+RAY_ACTOR_CPUS = 0.5
+RAY_BATCH = 1024
+RAY_ROWS_PER_BLOCK = 5000
+
+RAY_CHILD = r"""
+import json, sys, time
+start = time.perf_counter()
+import ray
+from ensemble.scoring import BundleScorer
+bundle, data, out, cpus, concurrency, actor_cpus, batch, blocks = sys.argv[1:9]
+ray.init(num_cpus=int(cpus), include_dashboard=False, log_to_driver=False)
+started = time.perf_counter()
+ds = (ray.data.read_parquet(data).repartition(int(blocks))
+      .map_batches(BundleScorer, fn_constructor_kwargs={"bundle": bundle},
+                   batch_format="pyarrow", batch_size=int(batch),
+                   concurrency=int(concurrency), num_cpus=float(actor_cpus)))
+ds.write_parquet(out)
+done = time.perf_counter()
+stats = ds.stats()
+line = next((x for x in stats.splitlines() if "MapBatches(BundleScorer)" in x
+             and "tasks executed" in x), "")
+ray.shutdown()
+print(json.dumps({"ray_init_seconds": started - start, "pipeline_seconds": done - started,
+                  "map_batches_stats": line.strip(), "ray_version": ray.__version__}))
 """
 
 
@@ -157,8 +199,8 @@ sys.exit(code)
 """
 
 
-def measure_score(bundle: Path, data: Path, shard_rows: int | None, workdir: Path
-                  ) -> dict[str, Any]:
+def measure_score(bundle: Path, data: Path, shard_rows: int | None, workdir: Path,
+                  keep: bool = False) -> dict[str, Any]:
     out = Path(tempfile.mkdtemp(dir=workdir, prefix="scores-"))
     command = [sys.executable, "-m", "ensemble", "score", str(bundle), "--data", str(data),
                "--out", str(out), "-q"]
@@ -169,11 +211,99 @@ def measure_score(bundle: Path, data: Path, shard_rows: int | None, workdir: Pat
     import pyarrow.parquet as pq
 
     rows = sum(pq.ParquetFile(s).metadata.num_rows for s in shards)
+    measurement = {"wall_seconds": round(result["wall"], 3), "rows_scored": rows,
+                   "shards": len(shards), "peak_rss_bytes": result["peak_rss_bytes"]}
+    if keep:  # compared with the Ray row, then removed
+        measurement["_out"] = str(out)
+        return measurement
     for s in out.iterdir():
         s.unlink()
     out.rmdir()
-    return {"wall_seconds": round(result["wall"], 3), "rows_scored": rows,
-            "shards": len(shards), "peak_rss_bytes": result["peak_rss_bytes"]}
+    return measurement
+
+
+def tree_measured(command: list[str], interval: float = 0.2) -> dict[str, Any]:
+    """Run ``command``; its wall seconds, stdout and the peak of the summed RSS of it and all
+    its descendants (sampled every ``interval`` seconds with psutil)."""
+    import psutil
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=ROOT)
+    peak = 0
+    parent = psutil.Process(proc.pid)
+
+    def sample() -> None:
+        nonlocal peak
+        while proc.poll() is None:
+            total = 0
+            try:
+                for p in [parent, *parent.children(recursive=True)]:
+                    with contextlib.suppress(psutil.Error):
+                        total += p.memory_info().rss
+            except psutil.Error:
+                break
+            peak = max(peak, total)
+            time.sleep(interval)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, stderr = proc.communicate()
+    wall = time.perf_counter() - start
+    sampler.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:4])} failed (exit {proc.returncode}): "
+                           + " | ".join(stderr.strip().splitlines()[-5:]))
+    return {"wall": wall, "stdout": stdout, "peak_tree_rss_bytes": peak}
+
+
+def ray_missing() -> str | None:
+    """Why the Ray row cannot run, or None."""
+    import importlib.util
+
+    for module in ("ray", "psutil"):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed (pip install 'late-fusion[ray]')"
+    return None
+
+
+def measure_ray(bundle: Path, data: Path, n: int, workdir: Path) -> dict[str, Any]:
+    out = Path(tempfile.mkdtemp(dir=workdir, prefix="ray-"))
+    blocks = max(2 * RAY_CONCURRENCY, -(-n // RAY_ROWS_PER_BLOCK))
+    result = tree_measured([sys.executable, "-c", RAY_CHILD, str(bundle), str(data),
+                            str(out), str(RAY_CPUS), str(RAY_CONCURRENCY),
+                            str(RAY_ACTOR_CPUS), str(RAY_BATCH), str(blocks)])
+    inner = json.loads(result["stdout"].strip().splitlines()[-1])
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out, columns=["id", "prediction"])
+    return {"wall_seconds": round(result["wall"], 3), "rows_scored": table.num_rows,
+            "peak_rss_bytes": result["peak_tree_rss_bytes"],
+            "peak_rss": "sum over the child and its descendants (raylet, GCS, workers)",
+            "ray_init_seconds": round(inner["ray_init_seconds"], 3),
+            "pipeline_seconds": round(inner["pipeline_seconds"], 3),
+            "map_batches_stats": inner["map_batches_stats"], "ray_version": inner["ray_version"],
+            "settings": {"num_cpus": RAY_CPUS, "concurrency": RAY_CONCURRENCY,
+                         "actor_num_cpus": RAY_ACTOR_CPUS, "batch_size": RAY_BATCH,
+                         "blocks": blocks}, "_out": str(out)}
+
+
+def same_predictions(score_out: str, ray_out: str) -> bool:
+    """Whether the two output folders hold the same (id, prediction) pairs."""
+    import pyarrow.parquet as pq
+
+    def pairs(folder: str) -> dict[str, str]:
+        table = pq.read_table(folder, columns=["id", "prediction"])
+        return dict(zip(table["id"].to_pylist(), table["prediction"].to_pylist(), strict=True))
+
+    return pairs(score_out) == pairs(ray_out)
+
+
+def remove_tree(folder: str) -> None:
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def measure_predict(bundle: Path, data: Path) -> dict[str, Any]:
@@ -200,6 +330,20 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {row['rows']:,} | {s['wall_seconds']:.1f} s | "
                      f"{s['rows_per_second']:,.0f} | {s['peak_rss_bytes'] / 1e9:.2f} GB | "
                      f"{predict_cells} {ratio} |")
+    ray_rows = [row for row in result["sizes"] if "ray" in row]
+    if ray_rows:
+        lines += ["", "| rows | Ray Data wall | Ray Data rows/s | Ray Data peak RSS (tree) | "
+                  "ray / score rows/s | same predictions |", "| ---: | ---: | ---: | ---: | "
+                  "---: | :---: |"]
+        for row in ray_rows:
+            r = row["ray"]
+            if r.get("skipped"):
+                lines.append(f"| {row['rows']:,} | skipped: {r['skipped']} | | | | |")
+                continue
+            lines.append(f"| {row['rows']:,} | {r['wall_seconds']:.1f} s | "
+                         f"{r['rows_per_second']:,.0f} | {r['peak_rss_bytes'] / 1e9:.2f} GB | "
+                         f"{row['ray_vs_score_rows_per_second']:.2f} | "
+                         f"{r['same_predictions_as_score']} |")
     growth = result.get("score_peak_rss_growth")
     if growth is not None:
         lines += ["", f"`score` peak RSS, largest size / smallest size: {growth:.2f}×"
@@ -220,7 +364,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="where the synthetic recipe's run (and bundle) is, or goes")
     parser.add_argument("--predict-max-gb", type=float, default=8.0,
                         help="skip the predict baseline when its estimated memory exceeds this")
+    parser.add_argument("--ray", action="store_true",
+                        help="add a Ray Data row (map_batches(BundleScorer) on a local "
+                             "2-CPU Ray, 2 actors); skipped when ray is not installed")
     parser.add_argument("--out", type=Path, default=None, help="JSON result path")
+    parser.add_argument("--note", default=None,
+                        help="a remark on the machine state, stored as machine.note")
     args = parser.parse_args(argv)
     sizes = args.rows or ([200, 400] if args.quick else [10_000, 100_000])
     shard_rows = args.shard_rows or (100 if args.quick else None)
@@ -237,15 +386,33 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             skip = (f"estimated {estimate_gb:.1f} GB > --predict-max-gb {args.predict_max_gb}"
                     if estimate_gb > args.predict_max_gb else None)
             order = ["score", "predict"] if index % 2 == 0 else ["predict", "score"]
+            if args.ray:
+                order.append("ray")
             row: dict[str, Any] = {"rows": n, "file_bytes": data.stat().st_size}
             for contender in order:
                 print(f"{n} rows: {contender} ...", flush=True)
                 if contender == "score":
-                    row["score"] = measure_score(bundle, data, shard_rows, workdir)
+                    row["score"] = measure_score(bundle, data, shard_rows, workdir,
+                                                 keep=args.ray)
+                elif contender == "ray":
+                    missing = ray_missing()
+                    row["ray"] = ({"skipped": missing} if missing
+                                  else measure_ray(bundle, data, n, workdir))
                 elif skip:
                     row["predict"] = {"skipped": skip}
                 else:
                     row["predict"] = measure_predict(bundle, data)
+            score_out = row["score"].pop("_out", None)
+            ray_out = row.get("ray", {}).pop("_out", None)
+            if score_out and ray_out:
+                row["ray"]["same_predictions_as_score"] = same_predictions(score_out, ray_out)
+            for folder in (score_out, ray_out):
+                if folder:
+                    remove_tree(folder)
+            if "ray" in row and "wall_seconds" in row["ray"]:
+                row["ray"]["rows_per_second"] = round(n / row["ray"]["wall_seconds"], 1)
+                row["ray_vs_score_rows_per_second"] = round(
+                    row["ray"]["rows_per_second"] / (n / row["score"]["wall_seconds"]), 3)
             for contender in ("score", "predict"):
                 m = row[contender]
                 if "wall_seconds" in m:
@@ -272,14 +439,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     "torch_threads": torch.get_num_threads(),
                     "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                     "load_average_before": [round(x, 2) for x in load_before],
-                    "load_average_after": [round(x, 2) for x in os.getloadavg()]},
+                    "load_average_after": [round(x, 2) for x in os.getloadavg()],
+                    **({"note": args.note} if args.note else {})},
         "setup": {"bundle": str(bundle), "recipe": "recipes/synthetic.yaml",
                   "data": f"make_synthetic test split ({BASE_ROWS} rows) repeated with new ids, "
                           "Parquet, images as PNG bytes (datasets Image feature)",
                   "shard_rows": shard_rows or "default (10000)",
                   "walls": "whole child process: start-up, imports, bundle load, read, "
                            "score (and for score, writing shards)",
-                  "peak_rss": "ru_maxrss of the child process (os.wait4)"},
+                  "peak_rss": "ru_maxrss of the child process (os.wait4); ray: the largest "
+                              "summed RSS of the child and its descendants, sampled every "
+                              "0.2 s",
+                  **({"ray": f"ray.init(num_cpus={RAY_CPUS}), map_batches(BundleScorer, "
+                             f"batch_format='pyarrow', batch_size={RAY_BATCH}, "
+                             f"concurrency={RAY_CONCURRENCY}, num_cpus={RAY_ACTOR_CPUS}) "
+                             "after repartition, write_parquet; wall: whole child (ray "
+                             "start-up and shutdown included)"} if args.ray else {})},
         "sizes": rows_out,
         "score_peak_rss_growth": growth("score"),
         "predict_peak_rss_growth": growth("predict"),
@@ -287,6 +462,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from ensemble._io import write_json
 
     out = args.out or RESULTS / ("score_throughput_quick.json" if args.quick
+                                 else "score_throughput_ray.json" if args.ray
                                  else "score_throughput.json")
     write_json(out, output)
     print(markdown(output))
