@@ -202,10 +202,11 @@ def _score(args: argparse.Namespace) -> int:
     result = score_file(predictor, args.bundle, args.data, args.out,
                         shard_rows=args.shard_rows, id_column=args.id_column,
                         allow_missing=args.allow_missing, progress=not args.quiet)
-    if not args.quiet:
+    if not args.quiet and result.main_process:
+        mine = f" by process 0 of {result.processes}" if result.processes > 1 else ""
         print(f"{result.rows} rows in {len(result.shards)} shards: {args.out} ({result.scored_rows}"
-              f" scored now, {result.skipped_shards} shards kept from an earlier run)",
-              file=sys.stderr)
+              f" scored now{mine}, {result.skipped_shards} shards kept from an earlier run"
+              f"{mine})", file=sys.stderr)
     return 0
 
 
@@ -246,6 +247,7 @@ def _add_bundle_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
 def _evaluate_bundle(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    _one_process("ensemble evaluate --bundle")
     from .data import load_multimodal
     from .report import leaderboard_table, write_predictor_report
 
@@ -345,6 +347,8 @@ def _stage_handler(command: str) -> Callable[[argparse.Namespace], int]:
         recipe = load_recipe(args.recipe, args.overrides)
         pipeline = Pipeline(recipe, run_dir=args.run_dir, force=args.force, quiet=args.quiet)
         result = pipeline.run(until="bundle" if command == "run" else command)
+        if not result.main_process:
+            return 0  # one of several processes: the main one reports
         if result.leaderboard:
             print(result.leaderboard)
         if not args.quiet:
@@ -498,6 +502,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "quiet", False):
         _quiet_libraries()
     try:
+        if args.command not in _SHARED_COMMANDS:
+            _one_process(f"ensemble {args.command}")
         return int(args.handler(args))
     except EnsembleError as error:
         print(f"ensemble {args.command}: error: {error}", file=sys.stderr)
@@ -506,6 +512,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ensemble {args.command}: interrupted; run the same command again to resume.",
               file=sys.stderr)
         return INTERRUPTED
+
+
+#: The commands that share their work between the processes of torchrun / accelerate
+#: launch (docs/scaling.md); the others refuse to run on several.
+_SHARED_COMMANDS = frozenset({"run", "finetune", "logits", "fuse", "evaluate", "bundle",
+                              "score"})
+
+
+def _one_process(what: str) -> None:
+    from .launch import require_single_process
+
+    require_single_process(what, "Run it as one process; `ensemble run` (and its stages) and "
+                                 "`ensemble score` are the commands that share their work "
+                                 "between processes (docs/scaling.md).")
 
 
 def _quiet_libraries() -> None:

@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 
 from ._io import atomic_directory, read_json, read_verified_tensors, write_json, write_tensors
-from .exceptions import ConfigError, DataError
+from .exceptions import ArtifactError, ConfigError, DataError
 from .experts import BaggedExpert, Expert, load_expert
 from .fingerprints import dataset_fingerprint
-from .launch import require_single_process
+from .launch import PARALLEL_MODES, alone, processes
 from .logits import LogitSet, Provenance
 
 __all__ = ["CrossFitResult", "cross_fit", "fold_indices", "pool_splits"]
@@ -99,6 +99,7 @@ def cross_fit(
     modality: str | None = None,
     log: Callable[[str], None] | None = None,
     name: str = "",
+    parallel: str = "data",
 ) -> CrossFitResult:
     """Fine-tune one expert per fold of ``pool`` and collect out-of-fold logits.
 
@@ -107,28 +108,61 @@ def cross_fit(
     fold: those rows must stay unseen). ``trained_on`` adds dataset fingerprints the bagged
     expert should count as seen (e.g. the original train and validation splits), so the
     leakage guard flags its in-sample logits there. ``work_dir`` keeps finished folds and
-    training checkpoints so an interrupted call resumes. One process only: under
-    ``torchrun`` every process would write the fold artifacts, so it refuses to start there
-    (:class:`ConfigError`).
+    training checkpoints so an interrupted call resumes.
+
+    Under ``torchrun`` / ``accelerate launch`` every process calls it, and ``parallel``
+    says how they share the work (one process: both are the sequential run):
+
+    * ``"data"``: the folds one after another, each fine-tuned data-parallel on all
+      processes; the main process writes the fold artifacts.
+    * ``"folds"``: each process fine-tunes whole folds on its own (fold ``i`` on process
+      ``i % N``) and writes them to ``work_dir`` (required), then every process reads all
+      of them: the same experts and logits as the sequential run, bit for bit.
     """
-    require_single_process(
-        "cross_fit", "Cross-fit in one process, or run each fold's expert.fit under "
-        "torchrun yourself (docs/scaling.md).")
+    if parallel not in PARALLEL_MODES:
+        raise ConfigError(f"parallel must be one of {list(PARALLEL_MODES)!r}, got "
+                          f"{parallel!r}.")
+    group = processes(via="store" if parallel == "folds" else "group")
+    by_folds = parallel == "folds" and group.count > 1
+    if by_folds and work_dir is None:
+        raise ConfigError("fold-parallel cross-fitting hands the folds between processes "
+                          "through work_dir; give a work_dir on a file system all of them "
+                          "see.")
     labels = _labels(pool, label_column)
     held_out_rows = fold_indices(labels, folds, seed)
     work = Path(work_dir) if work_dir is not None else None
-    members: list[Expert] = []
-    scores: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
-    for index, held_out in enumerate(held_out_rows):
+
+    def fold(index: int, *, write: bool) -> tuple[Expert, np.ndarray, np.ndarray | None]:
         fold_dir = work / f"fold-{index}" if work is not None else None
+        held_out = held_out_rows[index]
         done = _load_fold(fold_dir, held_out) if fold_dir is not None else None
         if done is None:
             if log is not None:
                 log(f"fit {name or 'expert'}: fold {index + 1}/{folds}")
             done = _fit_fold(make_expert, pool, held_out, config, fold_dir,
-                             batch_size=batch_size, features=features)
-        members.append(done[0])
-        scores.append((held_out, done[1], done[2]))
+                             batch_size=batch_size, features=features, write=write)
+        return done
+
+    if by_folds:
+        assert work is not None
+        for index in group.mine(range(folds)):
+            with alone():
+                fold(index, write=True)
+        group.wait()
+        results = [_load_fold(work / f"fold-{i}", held_out)
+                   for i, held_out in enumerate(held_out_rows)]
+        group.wait()  # every process has read the folds before any moves on (and cleans up)
+        if any(done is None for done in results):
+            raise ArtifactError(f"a fold in {work} was not written by the process that "
+                                "trained it; run again to train it.")
+    else:
+        results = []
+        for index in range(folds):
+            results.append(fold(index, write=group.is_main))
+            group.wait()
+    members = [done[0] for done in results if done is not None]
+    scores = [(held_out, done[1], done[2])
+              for held_out, done in zip(held_out_rows, results, strict=True) if done is not None]
     pool_fingerprint = dataset_fingerprint(pool)
     bagged = BaggedExpert(members, trained_on=[*trained_on, pool_fingerprint])
     oof = _out_of_fold_set(bagged, pool, scores, modality or bagged.modality,
@@ -145,8 +179,8 @@ def _labels(pool: Any, label_column: str) -> np.ndarray:
 
 
 def _fit_fold(make_expert: Callable[[], Expert], pool: Any, held_out: np.ndarray,
-              config: Any, fold_dir: Path | None, *, batch_size: int,
-              features: bool) -> tuple[Expert, np.ndarray, np.ndarray | None]:
+              config: Any, fold_dir: Path | None, *, batch_size: int, features: bool,
+              write: bool) -> tuple[Expert, np.ndarray, np.ndarray | None]:
     train_rows = np.setdiff1d(np.arange(len(pool)), held_out)
     expert = make_expert()
     fold_config = expert.fold_config(config, fold_dir / "training" if fold_dir else None)
@@ -155,7 +189,7 @@ def _fit_fold(make_expert: Callable[[], Expert], pool: Any, held_out: np.ndarray
                                    return_features=features,
                                    progress=bool(getattr(config, "progress", True)))
     logits, embedded = output if features else (output, None)
-    if fold_dir is not None:
+    if fold_dir is not None and write:
         with atomic_directory(fold_dir / "done") as tmp:
             expert.save_pretrained(tmp / _EXPERT)
             tensors = {"held_out": held_out.astype(np.int64), "logits": logits}

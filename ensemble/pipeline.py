@@ -40,7 +40,7 @@ from ._io import (
 )
 from .exceptions import ArtifactError, ConfigError
 from .fingerprints import dataset_fingerprint
-from .launch import require_single_process
+from .launch import Processes, alone, processes
 from .recipe import DATA_SOURCES, Recipe, data_loader, fingerprint, resolve_checkpoint
 
 __all__ = ["STAGES", "Pipeline", "PipelineResult", "StageResult", "StageRunner"]
@@ -66,13 +66,19 @@ class StageResult:
 
 
 class StageRunner:
-    """Runs a stage unless its artifact is already there with the same fingerprint."""
+    """Runs a stage unless its artifact is already there with the same fingerprint.
+
+    On several processes (``group``) the main process decides whether a stage is up to
+    date, runs a stage's build on its own (the others wait) unless the stage is
+    *collective*, and alone writes the markers.
+    """
 
     def __init__(self, run_dir: Path, *, force: bool = False,
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print, group: Processes | None = None) -> None:
         self.run_dir = run_dir
         self.force = force
         self.log = log
+        self.group = group or Processes()
 
     def marker(self, stage: str) -> Path:
         return self.run_dir / _MARKERS / f"{stage}.json"
@@ -97,17 +103,33 @@ class StageRunner:
             return False
 
     def run(self, stage: str, directory: Path, inputs: Mapping[str, Any],
-            build: Callable[[Path], None]) -> StageResult:
-        """Skip ``stage`` when up to date, else ``build(directory)`` and record it."""
+            build: Callable[[Path], None], *, collective: bool = False) -> StageResult:
+        """Skip ``stage`` when up to date, else ``build(directory)`` and record it.
+
+        ``collective``: every process runs ``build`` (it fine-tunes or predicts
+        data-parallel and writes on the main process only); otherwise the main process runs
+        it :func:`~ensemble.launch.alone` while the others wait.
+        """
         digest = fingerprint(inputs)
-        if not self.force and self.up_to_date(stage, directory, digest):
+        group = self.group
+        fresh = group.share(group.is_main and not self.force
+                            and self.up_to_date(stage, directory, digest))
+        if fresh:
             self.log(f"skip {stage}: up to date ({_relative(directory, self.run_dir)})")
             return StageResult(stage, directory, digest, skipped=True)
         self.log(f"run  {stage} -> {_relative(directory, self.run_dir)}")
-        self.marker(stage).unlink(missing_ok=True)
+        if group.is_main:
+            self.marker(stage).unlink(missing_ok=True)
         started = time.perf_counter()
-        build(directory)
+        if collective:
+            build(directory)
+        elif group.is_main:
+            with alone():
+                build(directory)
+        group.wait()
         seconds = time.perf_counter() - started
+        if not group.is_main:
+            return StageResult(stage, directory, digest, skipped=False, seconds=seconds)
         write_json(self.marker(stage), {
             "stage": stage,
             "fingerprint": digest,
@@ -145,6 +167,8 @@ class PipelineResult:
     report: Path | None = None
     bundle: Path | None = None
     leaderboard: str = ""
+    #: False on the processes of a multi-process run that only helped (they print nothing).
+    main_process: bool = True
 
     def skipped(self) -> list[str]:
         return [s.stage for s in self.stages if s.skipped]
@@ -171,6 +195,7 @@ class Pipeline:
         self.log = log or (_silent if quiet else _to_stderr)
         self.runner = StageRunner(self.run_dir, force=force, log=self.log)
         self._experts: dict[str, Any] = {}
+        self._checkpoints: dict[str, Any] = {}
         self._fingerprints: dict[str, str] = {}
 
     # -- shared inputs ------------------------------------------------------------------
@@ -220,16 +245,19 @@ class Pipeline:
         """Run every stage up to and including ``until`` (one of :data:`STAGES`)."""
         if until not in STAGES:
             raise ConfigError(f"unknown stage {until!r}; choose one of {list(STAGES)!r}.")
-        require_single_process(
-            "`ensemble run` (and its stage commands)",
-            "Start it as one process (`ensemble run RECIPE`); to fine-tune an expert on "
-            "several devices, run its fit under accelerate launch / torchrun from Python "
-            "(docs/scaling.md).")
-        # Before any data loading or fine-tuning: an unwritable or full run directory fails
-        # here (OutputError), not at the first save hours later.
-        ensure_writable(self.run_dir)
-        write_json(self.run_dir / "recipe.json", self.recipe.to_dict())
-        result = PipelineResult(self.run_dir)
+        group = self.group()
+        self.runner.group = group
+        if not group.is_main:
+            self.log = self.runner.log = _silent
+        with group.main_first():
+            if group.is_main:
+                # Before any data loading or fine-tuning: an unwritable or full run
+                # directory fails here (OutputError), not at the first save hours later.
+                ensure_writable(self.run_dir)
+                write_json(self.run_dir / "recipe.json", self.recipe.to_dict())
+            if group.count > 1:
+                self._load_shared_inputs()
+        result = PipelineResult(self.run_dir, main_process=group.is_main)
         steps: dict[str, Callable[[PipelineResult], None]] = {
             "finetune": self._finetune,
             "logits": self._logits,
@@ -240,6 +268,40 @@ class Pipeline:
         for stage in STAGES[: STAGES.index(until) + 1]:
             steps[stage](result)
         return result
+
+    def _load_shared_inputs(self) -> None:
+        """On several processes, what the stages read and a first use may write (a dataset
+        cache, a converted checkpoint): loaded up front, the main process first, so the
+        processes never wait on one another inside a stage only some of them run."""
+        self.dataset  # noqa: B018 - a cached property, loaded here on purpose
+        for name in self.recipe.experts:
+            self.checkpoint(name)
+
+    def checkpoint(self, name: str) -> Any:
+        """Expert ``name``'s resolved checkpoint (``None`` when its kind takes none)."""
+        if name not in self._checkpoints:
+            spec = self.recipe.experts[name]
+            self._checkpoints[name] = (
+                resolve_checkpoint(spec.checkpoint, self.run_dir / "checkpoints")
+                if spec.checkpoint else None)
+        return self._checkpoints[name]
+
+    def group(self) -> Processes:
+        """The processes of this run (inside :func:`~ensemble.launch.alone`, this one):
+        through the process group, or only the launcher's store when they share
+        cross-fitting by whole folds (each then fine-tunes and saves on its own)."""
+        return processes(via="store" if self.by_folds else "group")
+
+    @property
+    def by_folds(self) -> bool:
+        """Whether the processes share cross-fitting by whole folds (``parallel: folds``)."""
+        return bool(self.folds) and self.recipe.cross_fit.parallel == "folds"
+
+    def _data_parallel(self, names: Any) -> bool:
+        """Whether the experts ``names`` fine-tune and predict on all processes together."""
+        from .experts import get_expert_class
+
+        return any(get_expert_class(self.recipe.experts[n].type).data_parallel for n in names)
 
     def _record(self, result: PipelineResult, stage: StageResult) -> StageResult:
         result.stages.append(stage)
@@ -266,27 +328,29 @@ class Pipeline:
             inputs = {"data": self.data_fingerprint, "expert": dataclasses.asdict(spec),
                       "seed": self.recipe.seed, "defaults": _expert_defaults(spec.type)}
             if self.folds:
-                inputs["cross_fit"] = dataclasses.asdict(self.recipe.cross_fit)
+                # How processes share the folds does not change the experts: not part of it.
+                inputs["cross_fit"] = {"folds": self.folds}
             digest = fingerprint(inputs)
             work = self.run_dir / "work" / f"{name}-{digest[:12]}"
             self._record(result, self.runner.run(
                 f"finetune-{name}", self.expert_dir(name), inputs,
-                lambda target, n=name, w=work: self._train(n, target, w)))
+                lambda target, n=name, w=work: self._train(n, target, w),
+                collective=self.by_folds or self._data_parallel([name])))
 
     def _train(self, name: str, target: Path, work: Path) -> None:
         from .experts import create_expert, get_expert_class
 
         spec = self.recipe.experts[name]
-        checkpoint = (resolve_checkpoint(spec.checkpoint, self.run_dir / "checkpoints")
-                      if spec.checkpoint else None)
+        checkpoint = self.checkpoint(name)
         options = {"seed": self.recipe.seed, **spec.options, "column": spec.column,
                    "labels": self.labels}
 
         def make_expert() -> Any:
             return create_expert(spec.type, checkpoint, **options)
 
+        group = self.group()  # on its own here unless this stage is collective
         config = get_expert_class(spec.type).training_config(
-            spec.training, seed=self.recipe.seed, progress=not self.quiet)
+            spec.training, seed=self.recipe.seed, progress=not self.quiet and group.is_main)
         data = self.recipe.data
         train, held_out = self.dataset[data.train_split], self.dataset[data.fit_split]
         make_expert().check_ids([i for split in self.dataset.values() for i in split["id"]])
@@ -300,17 +364,20 @@ class Pipeline:
                 folds=self.folds, config=config, seed=self.recipe.seed, work_dir=work,
                 batch_size=self.recipe.logits_batch_size, modality=name,
                 trained_on=[dataset_fingerprint(train), dataset_fingerprint(held_out)],
-                log=self.log, name=name)
+                log=self.log, name=name, parallel=self.recipe.cross_fit.parallel)
             expert = fitted.expert
-            with atomic_directory(target) as tmp:
-                expert.save_pretrained(tmp)
-                fitted.oof.save(tmp / OUT_OF_FOLD)
+            if group.is_main:
+                with atomic_directory(target) as tmp:
+                    expert.save_pretrained(tmp)
+                    fitted.oof.save(tmp / OUT_OF_FOLD)
         else:
             expert = make_expert()
             expert.fit(train, held_out, config=expert.resume_config(config, work))
-            expert.save_pretrained(target)
+            if group.is_main:
+                expert.save_pretrained(target)
         self._experts[name] = expert
-        shutil.rmtree(work, ignore_errors=True)
+        if group.is_main:
+            shutil.rmtree(work, ignore_errors=True)
 
     def experts(self) -> dict[str, Any]:
         """The fine-tuned experts, loaded from their artifacts when not in memory."""
@@ -333,9 +400,15 @@ class Pipeline:
         for split in dict.fromkeys((self.fit_logits_split, self.recipe.data.test_split)):
             inputs = {"data": self.data_fingerprint, "experts": self._expert_fingerprints(),
                       "split": split, "batch_size": self.recipe.logits_batch_size}
+            # Test logits are predicted on all processes together (data-parallel), unless
+            # folds were shared by whole folds: then by the main process, as one process
+            # would, so the run stays bit-identical to one process.
+            collective = (split != OUT_OF_FOLD and not self.by_folds
+                          and self._data_parallel(self.recipe.experts))
             self._record(result, self.runner.run(
                 f"logits-{split}", self.logits_dir(split), inputs,
-                lambda target, s=split: self._compute_logits(s, target)))
+                lambda target, s=split: self._compute_logits(s, target),
+                collective=collective))
 
     def _compute_logits(self, split: str, target: Path) -> None:
         from .logits import LogitSet
@@ -353,6 +426,8 @@ class Pipeline:
             logits = LogitSet.from_experts(self.experts(), dataset, split=split, features=True,
                                            batch_size=self.recipe.logits_batch_size,
                                            progress=not self.quiet)
+        if not self.group().is_main:
+            return
         labels = self.labels.decode(self.labels.encode_column(dataset)).tolist()
         with atomic_directory(target) as tmp:
             logits.save(tmp / _LOGITS_DIR)

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from .exceptions import ConfigError, UnknownNameError
+from .launch import PARALLEL_MODES
 from .report import EvaluationConfig
 from .typed_values import did_you_mean, number_from_text, unknown_key
 
@@ -191,6 +192,10 @@ class CrossFitConfig:
     """
 
     folds: int = 0
+    #: Under ``torchrun`` / ``accelerate launch``: ``data`` fine-tunes each fold on all
+    #: processes together, ``folds`` gives each process whole folds (bit-identical to one
+    #: process; docs/scaling.md). Ignored by a run on one process.
+    parallel: str = "data"
 
 
 @dataclass
@@ -455,6 +460,12 @@ def _validate(recipe: Recipe) -> None:
         raise ConfigError(
             f"cross_fit.folds must be 0 (off) or at least 2, got {folds}; 3 or 5 are usual."
         )
+    if recipe.cross_fit.parallel not in PARALLEL_MODES:
+        raise _unknown("cross_fit.parallel", recipe.cross_fit.parallel, list(PARALLEL_MODES))
+    if recipe.cross_fit.parallel == "folds" and not folds:
+        raise ConfigError("cross_fit.parallel: folds shares the cross-fitting folds between "
+                          "processes, but cross_fit.folds is 0 (off); set cross_fit.folds "
+                          "(e.g. 5) or use parallel: data.")
     if folds and recipe.data.fit_split in (recipe.data.train_split, recipe.data.test_split):
         raise ConfigError(
             "cross_fit pools data.train_split and data.fit_split; they must differ from each "

@@ -35,7 +35,7 @@ import numpy as np
 
 from ._io import FORMAT_VERSION, atomic_file, output_errors, read_json, sha256_file, write_json
 from .exceptions import ArtifactError, ConfigError, DataError, OutputError
-from .launch import require_single_process
+from .launch import alone, processes
 from .manifests import MANIFEST
 from .prediction_files import READERS, column_values, require_input_columns
 
@@ -81,6 +81,11 @@ class ScoreResult:
     scored_rows: int = 0
     shards: list[str] = field(default_factory=list)
     skipped_shards: int = 0
+    #: False on the helping processes of a multi-process run (they report nothing).
+    main_process: bool = True
+    #: How many processes shared the shards (``scored_rows`` and ``skipped_shards`` count
+    #: this process's own).
+    processes: int = 1
 
 
 def shard_name(index: int) -> str:
@@ -120,12 +125,22 @@ def check_score_directory(out: str | os.PathLike[str], bundle: str | os.PathLike
     Cheap (loads no model): a directory of an earlier, identical run keeps its finished
     shards; one of another bundle, input or settings is refused with
     :class:`ScoreDirectoryMismatchError` naming the difference, or emptied of its shards and
-    manifest when ``overwrite``. Temporaries of an interrupted run are deleted.
+    manifest when ``overwrite``. Temporaries of an interrupted run are deleted. On several
+    processes (``torchrun``), the main process prepares ``out`` and the others read its
+    manifest.
     """
-    require_single_process(
-        "ensemble score", "Run it without torchrun/accelerate launch; to use several "
-        "processes, split the file and score each part into its own --out directory.")
-    out, data = Path(out), Path(data)
+    group = processes(via="store")
+    manifest = None
+    if group.is_main:
+        manifest = _prepare_directory(Path(out), bundle, Path(data), shard_rows=shard_rows,
+                                      id_column=id_column, overwrite=overwrite)
+    group.wait()
+    return manifest if manifest is not None else read_json(Path(out) / SCORE_MANIFEST)
+
+
+def _prepare_directory(out: Path, bundle: str | os.PathLike[str], data: Path, *,
+                       shard_rows: int, id_column: str | None,
+                       overwrite: bool) -> dict[str, Any]:
     if isinstance(shard_rows, bool) or not isinstance(shard_rows, int) or shard_rows < 1:
         raise ConfigError(f"--shard-rows must be a positive integer, got {shard_rows!r}.")
     identity = _identity(Path(bundle), data, shard_rows, id_column)
@@ -400,6 +415,11 @@ def score_file(predictor: Any, bundle: str | os.PathLike[str], data: str | os.Pa
     """Score every row of ``data`` with ``predictor`` (loaded from ``bundle``) into Parquet
     shards under ``out``; resumes an interrupted run (see the module docstring).
 
+    Under ``torchrun --nproc_per_node N`` each process reads the whole file but scores only
+    every ``N``-th shard from its rank (on its own device), and the main process writes the
+    manifest; a shard on disk with its row count counts as finished on a re-run, whoever
+    wrote it.
+
     Example:
         >>> predictor = FusionPredictor.load("runs/quickstart/bundle")  # doctest: +SKIP
         >>> bundle = "runs/quickstart/bundle"
@@ -411,7 +431,8 @@ def score_file(predictor: Any, bundle: str | os.PathLike[str], data: str | os.Pa
     out, data = Path(out), Path(data)
     manifest = check_score_directory(out, bundle, data, shard_rows=shard_rows,
                                      id_column=id_column, overwrite=overwrite)
-    result = ScoreResult(out=out)
+    group = processes(via="store")
+    result = ScoreResult(out=out, main_process=group.is_main, processes=group.count)
     done = {int(s["index"]): s for s in manifest.get("shards", []) if _finished(out, s)}
     if manifest.get("complete") and len(done) == len(manifest.get("shards", [])):
         result.rows = int(manifest.get("rows", 0))
@@ -421,8 +442,9 @@ def score_file(predictor: Any, bundle: str | os.PathLike[str], data: str | os.Pa
     manifest["shards"] = [done[i] for i in sorted(done)]
     base = data.resolve().parent
     bar = tqdm(total=_total_rows(data), unit="rows", desc="scoring",
-               disable=not progress, dynamic_ncols=True)
+               disable=not (progress and group.is_main), dynamic_ncols=True)
     checked = False
+    sizes: list[int] = []
     with bar:
         for index, table in enumerate(_tables(_batches(data, id_column), shard_rows)):
             if not checked:
@@ -430,17 +452,23 @@ def score_file(predictor: Any, bundle: str | os.PathLike[str], data: str | os.Pa
                 checked = True
             name = shard_name(index)
             start = index * shard_rows
-            if index in done:
+            sizes.append(table.num_rows)
+            if index % group.count != group.rank:  # another process's shard
+                pass
+            elif index in done:
                 if done[index]["rows"] != table.num_rows:
                     raise ScoreDirectoryMismatchError(
                         f"{out / name} holds {done[index]['rows']} rows but the input gives "
                         f"{table.num_rows} for it: {str(data)!r} changed without its size or "
                         "time changing; pass --overwrite to score it again.")
                 result.skipped_shards += 1
+            elif _finished(out, {"file": name, "rows": table.num_rows}):
+                result.skipped_shards += 1  # written before a kill, not yet in the manifest
             else:
                 try:
-                    scores = score_table(predictor, table, id_column=id_column, start=start,
-                                         base_dir=base, data=data)
+                    with alone():  # this shard is this process's alone
+                        scores = score_table(predictor, table, id_column=id_column,
+                                             start=start, base_dir=base, data=data)
                 except DataError as err:  # name the rows of the file, not of the chunk
                     raise type(err)(
                         f"--data {str(data)!r}, rows {start}-{start + table.num_rows - 1} "
@@ -448,11 +476,11 @@ def score_file(predictor: Any, bundle: str | os.PathLike[str], data: str | os.Pa
                         "already written are kept.") from err
                 _write_shard(scores, out / name)
                 result.scored_rows += table.num_rows
-                done[index] = {"index": index, "file": name, "rows": table.num_rows,
-                               "first_row": start}
-                manifest["shards"] = [done[i] for i in sorted(done)]
-                manifest["rows"] = sum(int(s["rows"]) for s in manifest["shards"])
-                write_json(out / SCORE_MANIFEST, manifest)
+                if group.is_main:
+                    done[index] = _shard_entry(index, table.num_rows, shard_rows)
+                    manifest["shards"] = [done[i] for i in sorted(done)]
+                    manifest["rows"] = sum(int(s["rows"]) for s in manifest["shards"])
+                    write_json(out / SCORE_MANIFEST, manifest)
             result.rows += table.num_rows
             result.shards.append(name)
             bar.update(table.num_rows)
@@ -464,6 +492,18 @@ def score_file(predictor: Any, bundle: str | os.PathLike[str], data: str | os.Pa
         raise ScoreDirectoryMismatchError(
             f"{out} holds {len(extra)} shard(s) past the end of {str(data)!r}; the input "
             "changed; pass --overwrite to score it again.")
-    manifest.update(rows=result.rows, complete=True)
-    write_json(out / SCORE_MANIFEST, manifest)
+    group.wait()  # every process has written its shards
+    if group.is_main:
+        shards = [_shard_entry(i, rows, shard_rows) for i, rows in enumerate(sizes)]
+        missing = [s["file"] for s in shards if not _finished(out, s)]
+        if missing:
+            raise ArtifactError(f"{out}: shard(s) {missing!r} were not written by the process "
+                                "that scored them; run the same command again to score them.")
+        manifest.update(shards=shards, rows=result.rows, complete=True)
+        write_json(out / SCORE_MANIFEST, manifest)
     return result
+
+
+def _shard_entry(index: int, rows: int, shard_rows: int) -> dict[str, Any]:
+    return {"index": index, "file": shard_name(index), "rows": rows,
+            "first_row": index * shard_rows}

@@ -33,3 +33,30 @@ def run_cli(*args: str, cwd: Path | None = None, check: bool = True,
         raise AssertionError(f"ensemble {' '.join(args)} exited {result.returncode}:\n"
                              f"{result.stdout}\n{result.stderr}")
     return result
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (for a torchrun rendezvous)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def torchrun(*args: str, processes: int = 2) -> list[str]:
+    """The command line of ``torchrun --nproc_per_node N -m ensemble ARGS`` on this host."""
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+            "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
+            "-m", "ensemble", *args]
+
+
+def run_torchrun(*args: str, processes: int = 2, timeout: float = 600
+                 ) -> subprocess.CompletedProcess[str]:
+    """``ensemble ARGS`` on ``processes`` CPU processes under torchrun; must succeed."""
+    result = subprocess.run(torchrun(*args, processes=processes), cwd=REPO, env=cli_env(),
+                            capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise AssertionError(f"torchrun ensemble {' '.join(args)} exited {result.returncode}:"
+                             f"\n{result.stdout}\n{result.stderr[-6000:]}")
+    return result

@@ -94,6 +94,11 @@ class BaggedExpert(LogitOutputs):
         return type(self).registry_name
 
     @property
+    def data_parallel(self) -> bool:
+        """Whether the members predict data-parallel (see :attr:`Expert.data_parallel`)."""
+        return self.members[0].data_parallel
+
+    @property
     def member_kind(self) -> str:
         """The registry name of the members' kind."""
         return self.members[0].registry_name

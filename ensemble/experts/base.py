@@ -126,6 +126,9 @@ class Expert(LogitOutputs):
     modality: ClassVar[str] = ""
     #: The registry name (set by ``@register_expert``).
     registry_name: ClassVar[str] = ""
+    #: Whether :meth:`fit` and :meth:`predict_logits` run data-parallel over the processes
+    #: of ``torchrun`` / ``accelerate launch`` (then every process must call them, together).
+    data_parallel: ClassVar[bool] = False
 
     column: str
     labels: LabelSpace

@@ -157,6 +157,8 @@ class TorchExpert(Expert):
 
     # -- training -------------------------------------------------------------------------
 
+    data_parallel: ClassVar[bool] = True  # the shared accelerate loop and inference
+
     #: :class:`TrainingConfig` fields this kind sets where the caller leaves them out (a
     #: kind whose pretrained bodies want another learning rate than transformers' 5e-5).
     default_training: ClassVar[Mapping[str, Any]] = {}

@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _cli_runner import free_port
 
 from ensemble.data import make_synthetic
 from ensemble.experts import load_expert
 
 WORKER = Path(__file__).with_name("_distributed_worker.py")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.distributed
@@ -31,7 +25,7 @@ def test_two_process_fit_and_predict_match_one_process(tmp_path: Path,
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+        "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
         str(WORKER), str(tmp_path), str(tiny_text_checkpoint),
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300,

@@ -132,24 +132,23 @@ def test_evaluate_bundle_argument_errors(synthetic_run: Path, synthetic_data, tm
     assert (tmp_path / "busy" / "notes.txt").read_text() == "keep me"
 
 
-def test_run_under_several_processes_is_refused_before_writing(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """torchrun / accelerate launch set WORLD_SIZE: every rank would write the same run
-    directory, so `ensemble run` refuses at once (issue 14) instead of racing."""
-    from ensemble.crossfit import cross_fit
-
+def test_single_process_commands_refuse_several_processes(
+        synthetic_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """torchrun / accelerate launch set WORLD_SIZE: commands that do not share their work
+    (predict, export, evaluate --bundle) refuse at once instead of every rank writing the
+    same file; `ensemble run` and `ensemble score` do share it (test_multiprocess.py)."""
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
-    run_dir = tmp_path / "run"
-    code = main(["run", str(REPO / "recipes" / "synthetic.yaml"), "--run-dir", str(run_dir),
-                 "-q"])
+    out = tmp_path / "predictions.csv"
+    code = main(["predict", str(synthetic_run / "bundle"), "--text", "apple", "-q"])
     assert code == EXIT_CODES[ConfigError]
     err = capsys.readouterr().err
-    assert "process 1 of 2 (WORLD_SIZE=2" in err and "ensemble run RECIPE" in err
-    assert not run_dir.exists()
-    with pytest.raises(ConfigError, match=r"cross_fit runs in one process.*WORLD_SIZE=2"):
-        cross_fit(lambda: None, None, folds=2)  # type: ignore[arg-type, return-value]
+    assert "ensemble predict runs in one process" in err and "process 1 of 2" in err
+    assert "`ensemble score`" in err
+    code = main(["export", str(synthetic_run / "bundle"), "--out", str(tmp_path / "x"), "-q"])
+    assert code == EXIT_CODES[ConfigError]
+    assert not (tmp_path / "x").exists() and not out.exists()
     monkeypatch.setenv("WORLD_SIZE", "1")
     from ensemble.launch import world_size
 

@@ -14,7 +14,7 @@ import pytest
 
 from ensemble import FusionPredictor, scoring
 from ensemble.cli import main
-from ensemble.exceptions import ConfigError, DataError
+from ensemble.exceptions import DataError
 from ensemble.scoring import SCORE_MANIFEST, ScoreDirectoryMismatchError, score_file
 
 N_ROWS = 40
@@ -212,14 +212,6 @@ def test_the_cli_scores_and_resumes(synthetic_run: Path, rows, tmp_path: Path,
     odd.write_bytes(b"")
     assert main(["score", bundle, "--data", str(odd), "--out", str(tmp_path / "x"), "-q"]) == 2
     assert "must be one of" in capsys.readouterr().err
-
-
-def test_several_processes_are_refused(synthetic_run: Path, rows, predictor, tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(ConfigError, match=r"one process.*split the file"):
-        score_file(predictor, synthetic_run / "bundle", rows["parquet"], tmp_path / "s")
-    assert not (tmp_path / "s").exists()
 
 
 def test_bundle_scorer_gives_the_shards_columns(synthetic_run: Path, rows, tmp_path: Path
