@@ -6,6 +6,7 @@ Usage::
     python benchmarks/score_throughput.py --rows 5000 50000 --shard-rows 2000
     python benchmarks/score_throughput.py --quick          # 200 and 400 rows (the test suite)
     python benchmarks/score_throughput.py --ray --rows 10000   # adds a Ray Data row
+    python benchmarks/score_throughput.py --processes 2 --ray  # and a 2-process score row
 
 The bundle is the synthetic recipe's (a ``test_resnet`` image expert and a tiny text
 expert): ``ensemble run recipes/synthetic.yaml --run-dir DIR -q`` runs first when
@@ -32,6 +33,10 @@ with ``os.wait4``) is its own:
   Its peak RSS is the largest sum of the RSS of the child and all its descendants (Ray's
   raylet, GCS and workers, actors included), sampled every 0.2 s with psutil; ``ru_maxrss``
   alone would miss the actors. Its ids and predictions are checked against ``score``'s.
+- **score on N processes** (``--processes N``): ``torchrun --nproc_per_node N -m ensemble
+  score ...`` (each process scores every N-th shard with one thread, torchrun's default);
+  peak RSS summed over the process tree as for Ray; its shards are checked against
+  ``score``'s.
 
 Both walls are the whole child process (start-up, imports, bundle load, reading, scoring,
 and for ``score`` writing the shards); the predict child also reports its ``predict`` call
@@ -289,6 +294,30 @@ def measure_ray(bundle: Path, data: Path, n: int, workdir: Path) -> dict[str, An
                          "blocks": blocks}, "_out": str(out)}
 
 
+def measure_score_processes(bundle: Path, data: Path, shard_rows: int | None, processes: int,
+                            workdir: Path) -> dict[str, Any]:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = Path(tempfile.mkdtemp(dir=workdir, prefix="scores-n-"))
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node",
+               str(processes), "--master_addr", "127.0.0.1", "--master_port", str(port),
+               "-m", "ensemble", "score", str(bundle), "--data", str(data), "--out", str(out),
+               "-q"]
+    if shard_rows is not None:
+        command += ["--shard-rows", str(shard_rows)]
+    result = tree_measured(command)
+    import pyarrow.parquet as pq
+
+    shards = sorted(out.glob("part-*.parquet"))
+    return {"wall_seconds": round(result["wall"], 3), "processes": processes,
+            "rows_scored": sum(pq.ParquetFile(s).metadata.num_rows for s in shards),
+            "shards": len(shards), "peak_rss_bytes": result["peak_tree_rss_bytes"],
+            "peak_rss": "sum over torchrun and its worker processes", "_out": str(out)}
+
+
 def same_predictions(score_out: str, ray_out: str) -> bool:
     """Whether the two output folders hold the same (id, prediction) pairs."""
     import pyarrow.parquet as pq
@@ -344,6 +373,19 @@ def markdown(result: dict[str, Any]) -> str:
                          f"{r['rows_per_second']:,.0f} | {r['peak_rss_bytes'] / 1e9:.2f} GB | "
                          f"{row['ray_vs_score_rows_per_second']:.2f} | "
                          f"{r['same_predictions_as_score']} |")
+    parallel_rows = [row for row in result["sizes"] if "score_processes" in row]
+    if parallel_rows:
+        lines += ["", "| rows | processes | `score` wall | `score` rows/s | peak RSS (tree) | "
+                  "vs 1 process rows/s | vs predict rows/s | same predictions |",
+                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |"]
+        for row in parallel_rows:
+            m = row["score_processes"]
+            vs_predict = row.get("score_processes_vs_predict_rows_per_second")
+            lines.append(f"| {row['rows']:,} | {m['processes']} | {m['wall_seconds']:.1f} s | "
+                         f"{m['rows_per_second']:,.0f} | {m['peak_rss_bytes'] / 1e9:.2f} GB | "
+                         f"{row['score_processes_vs_score_rows_per_second']:.2f} | "
+                         + (f"{vs_predict:.2f}" if vs_predict is not None else "—")
+                         + f" | {m['same_predictions_as_score']} |")
     growth = result.get("score_peak_rss_growth")
     if growth is not None:
         lines += ["", f"`score` peak RSS, largest size / smallest size: {growth:.2f}×"
@@ -367,6 +409,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--ray", action="store_true",
                         help="add a Ray Data row (map_batches(BundleScorer) on a local "
                              "2-CPU Ray, 2 actors); skipped when ray is not installed")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="also time `torchrun --nproc_per_node N -m ensemble score` "
+                             "(N > 1)")
     parser.add_argument("--out", type=Path, default=None, help="JSON result path")
     parser.add_argument("--note", default=None,
                         help="a remark on the machine state, stored as machine.note")
@@ -386,6 +431,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             skip = (f"estimated {estimate_gb:.1f} GB > --predict-max-gb {args.predict_max_gb}"
                     if estimate_gb > args.predict_max_gb else None)
             order = ["score", "predict"] if index % 2 == 0 else ["predict", "score"]
+            if args.processes > 1:
+                order.append("score_processes")
             if args.ray:
                 order.append("ray")
             row: dict[str, Any] = {"rows": n, "file_bytes": data.stat().st_size}
@@ -393,7 +440,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 print(f"{n} rows: {contender} ...", flush=True)
                 if contender == "score":
                     row["score"] = measure_score(bundle, data, shard_rows, workdir,
-                                                 keep=args.ray)
+                                                 keep=args.ray or args.processes > 1)
+                elif contender == "score_processes":
+                    row["score_processes"] = measure_score_processes(
+                        bundle, data, shard_rows, args.processes, workdir)
                 elif contender == "ray":
                     missing = ray_missing()
                     row["ray"] = ({"skipped": missing} if missing
@@ -404,11 +454,23 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     row["predict"] = measure_predict(bundle, data)
             score_out = row["score"].pop("_out", None)
             ray_out = row.get("ray", {}).pop("_out", None)
+            parallel_out = row.get("score_processes", {}).pop("_out", None)
             if score_out and ray_out:
                 row["ray"]["same_predictions_as_score"] = same_predictions(score_out, ray_out)
-            for folder in (score_out, ray_out):
+            if score_out and parallel_out:
+                row["score_processes"]["same_predictions_as_score"] = same_predictions(
+                    score_out, parallel_out)
+            for folder in (score_out, ray_out, parallel_out):
                 if folder:
                     remove_tree(folder)
+            if "score_processes" in row:
+                m = row["score_processes"]
+                m["rows_per_second"] = round(n / m["wall_seconds"], 1)
+                row["score_processes_vs_score_rows_per_second"] = round(
+                    row["score"]["wall_seconds"] / m["wall_seconds"], 3)
+                if "wall_seconds" in row.get("predict", {}):
+                    row["score_processes_vs_predict_rows_per_second"] = round(
+                        row["predict"]["wall_seconds"] / m["wall_seconds"], 3)
             if "ray" in row and "wall_seconds" in row["ray"]:
                 row["ray"]["rows_per_second"] = round(n / row["ray"]["wall_seconds"], 1)
                 row["ray_vs_score_rows_per_second"] = round(
@@ -454,7 +516,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                              f"batch_format='pyarrow', batch_size={RAY_BATCH}, "
                              f"concurrency={RAY_CONCURRENCY}, num_cpus={RAY_ACTOR_CPUS}) "
                              "after repartition, write_parquet; wall: whole child (ray "
-                             "start-up and shutdown included)"} if args.ray else {})},
+                             "start-up and shutdown included)"} if args.ray else {}),
+                  **({"processes": f"torchrun --nproc_per_node {args.processes} -m ensemble "
+                                   "score (OMP_NUM_THREADS=1 per process, torchrun's "
+                                   "default); wall: the whole torchrun command"}
+                     if args.processes > 1 else {})},
         "sizes": rows_out,
         "score_peak_rss_growth": growth("score"),
         "predict_peak_rss_growth": growth("predict"),
@@ -463,7 +529,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     out = args.out or RESULTS / ("score_throughput_quick.json" if args.quick
                                  else "score_throughput_ray.json" if args.ray
-                                 else "score_throughput.json")
+                                 or args.processes > 1 else "score_throughput.json")
     write_json(out, output)
     print(markdown(output))
     print(f"\nwrote {out}")
