@@ -351,12 +351,18 @@ class BundleScorer:
     class to hand to Ray Data's ``Dataset.map_batches`` (``batch_format="pyarrow"``), so
     each actor loads the bundle once and returns the same columns as ``ensemble score``.
 
+    Each actor's CPUs times ``concurrency`` must leave a CPU for Ray Data's read tasks: on
+    a 2-CPU Ray, 2 actors of 1 CPU each hold both and the read never starts (hence
+    ``num_cpus=0.5`` below); ``repartition`` gives every actor blocks to work on.
+
     Example:
         >>> import ray  # doctest: +SKIP
-        >>> scores = ray.data.read_parquet("rows.parquet").map_batches(  # doctest: +SKIP
-        ...     BundleScorer, fn_constructor_kwargs={"bundle": "runs/quickstart/bundle",
-        ...                                          "base_dir": "."},
-        ...     batch_format="pyarrow", batch_size=1024, concurrency=2)
+        >>> scores = (ray.data.read_parquet("rows.parquet").repartition(8)  # doctest: +SKIP
+        ...           .map_batches(BundleScorer,
+        ...                        fn_constructor_kwargs={"bundle": "runs/quickstart/bundle",
+        ...                                               "base_dir": "."},
+        ...                        batch_format="pyarrow", batch_size=1024, concurrency=2,
+        ...                        num_cpus=0.5))      # num_gpus=1 for GPU actors
         >>> scores.write_parquet("scores/")  # doctest: +SKIP
     """
 
