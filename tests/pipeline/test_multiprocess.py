@@ -145,36 +145,25 @@ def test_a_killed_rank_leaves_a_run_that_resumes_to_the_same_result(
     _assert_identical(run_dir, cross_fitted_run)
 
 
-def test_score_on_two_processes_writes_the_shards_of_one(synthetic_run: Path, tmp_path: Path
-                                                         ) -> None:
-    import pyarrow as pa
+def test_score_on_two_processes_writes_the_shards_of_one(synthetic_run: Path, score_rows,
+                                                         tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
-    from ensemble.data import make_synthetic
-
-    test = make_synthetic(n_train=8, n_validation=4, n_test=30)["test"]
-    records = []
-    for i, (image, text) in enumerate(zip(test["image"], test["text"], strict=True)):
-        image.save(tmp_path / f"{i}.png")
-        records.append({"id": f"r{i}", "image": None if i % 5 == 2 else f"{i}.png",
-                        "text": None if i % 5 == 4 else text})
-    rows = tmp_path / "rows.parquet"
-    pq.write_table(pa.Table.from_pylist(records), rows)
-    bundle = str(synthetic_run / "bundle")
-    run_cli("score", bundle, "--data", str(rows), "--out", str(tmp_path / "one"),
-            "--shard-rows", "4", "-q")
+    rows, bundle = str(score_rows["parquet"]), str(synthetic_run / "bundle")
+    run_cli("score", bundle, "--data", rows, "--out", str(tmp_path / "one"),
+            "--shard-rows", "8", "-q")
     two = tmp_path / "two"
-    result = run_torchrun("score", bundle, "--data", str(rows), "--out", str(two),
-                          "--shard-rows", "4")
-    assert "30 rows in 8 shards" in result.stderr and "by process 0 of 2" in result.stderr
+    result = run_torchrun("score", bundle, "--data", rows, "--out", str(two),
+                          "--shard-rows", "8")
+    assert "40 rows in 5 shards" in result.stderr and "by process 0 of 2" in result.stderr
     expected = pq.read_table(tmp_path / "one")
     assert pq.read_table(two).equals(expected)
     manifest = json.loads((two / "_manifest.json").read_text())
-    assert manifest["complete"] and [s["rows"] for s in manifest["shards"]] == [4] * 7 + [2]
-    # A shard lost after the run is scored again, by whichever process owns it; the rest
-    # are kept.
+    assert manifest["complete"] and [s["rows"] for s in manifest["shards"]] == [8] * 5
+    # A shard lost after the run is scored again, by the process that owns it (3 % 2: the
+    # second); the rest are kept.
     (two / "part-00003.parquet").unlink()
-    again = run_torchrun("score", bundle, "--data", str(rows), "--out", str(two),
-                         "--shard-rows", "4")
+    again = run_torchrun("score", bundle, "--data", rows, "--out", str(two),
+                         "--shard-rows", "8")
     assert "kept from an earlier run" in again.stderr
     assert pq.read_table(two).equals(expected)

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from conftest import SCORE_ROWS, score_row_missing
 
 from ensemble import FusionPredictor
 from ensemble.scoring import BundleScorer, score_file
@@ -29,7 +30,7 @@ ray = pytest.importorskip("ray")
 
 pytestmark = pytest.mark.ray
 
-N_ROWS = 40
+N_ROWS = SCORE_ROWS
 #: map_batches settings: 2 actors of half a CPU each (the read tasks keep a CPU), 4 blocks
 #: of 10 rows scored in batches of 8.
 RAY_CPUS = 2
@@ -39,26 +40,11 @@ BLOCKS = 4
 BATCH_SIZE = 8
 
 
-def _missing(i: int) -> tuple[bool, bool]:
-    """(image missing, text missing) of row ``i``: never both."""
-    return i % 6 == 1, i % 6 == 4
-
-
 @pytest.fixture(scope="module")
-def ray_rows(synthetic_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The synthetic test split as Parquet (images as paths relative to its folder), some
-    rows without an image or a text, as tests/pipeline/test_score.py writes it."""
-    folder = tmp_path_factory.mktemp("ray-score-data")
-    test = synthetic_data["test"].select(range(N_ROWS))
-    records = []
-    for i, (image, text) in enumerate(zip(test["image"], test["text"], strict=True)):
-        image.save(folder / f"{i}.png")
-        no_image, no_text = _missing(i)
-        records.append({"id": f"r{i}", "image": None if no_image else f"{i}.png",
-                        "text": None if no_text else text})
-    path = folder / "rows.parquet"
-    pq.write_table(pa.Table.from_pylist(records), path, row_group_size=10)
-    return path
+def ray_rows(score_rows) -> Path:
+    """The Parquet file tests/pipeline/test_score.py scores (some rows without an image or
+    a text)."""
+    return score_rows["parquet"]
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +81,7 @@ def test_map_batches_with_bundle_scorer_matches_ensemble_score(
     assert got.column_names == expected.column_names
     for name in ("id", "prediction", "present_image", "present_text"):
         assert got[name].to_pylist() == expected[name].to_pylist(), name
-    assert got["present_image"].to_pylist() == [not _missing(i)[0] for i in
+    assert got["present_image"].to_pylist() == [not score_row_missing(i)[0] for i in
                                                 sorted(range(N_ROWS), key=lambda i: f"r{i}")]
     floats = [n for n in expected.column_names if n == "probability" or n.startswith("proba_")]
     for name in floats:  # batches of 8 rows, not of 40: float rounding may differ

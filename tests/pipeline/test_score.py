@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -11,43 +10,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import SCORE_ROWS, score_row_missing
 
 from ensemble import FusionPredictor, scoring
 from ensemble.cli import main
 from ensemble.exceptions import DataError
 from ensemble.scoring import SCORE_MANIFEST, ScoreDirectoryMismatchError, score_file
 
-N_ROWS = 40
+N_ROWS = SCORE_ROWS
 SHARD = 16
-
-
-def _missing(i: int) -> tuple[bool, bool]:
-    """(image missing, text missing) of row ``i``: never both."""
-    return i % 6 == 1, i % 6 == 4
+_missing = score_row_missing
 
 
 @pytest.fixture(scope="module")
-def rows(synthetic_data, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The synthetic test split as a Parquet and a CSV file (images as relative paths)."""
-    folder = tmp_path_factory.mktemp("score-data")
-    test = synthetic_data["test"].select(range(N_ROWS))
-    records = []
-    for i, (image, text) in enumerate(zip(test["image"], test["text"], strict=True)):
-        image.save(folder / f"{i}.png")
-        no_image, no_text = _missing(i)
-        records.append({"id": f"r{i}", "image": None if no_image else f"{i}.png",
-                        "text": None if no_text else text})
-    pq.write_table(pa.Table.from_pylist(records), folder / "rows.parquet", row_group_size=10)
-    with (folder / "rows.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["id", "image", "text"])
-        for r in records:
-            writer.writerow([r["id"], r["image"] or "", r["text"] or ""])
-    with (folder / "rows.jsonl").open("w") as handle:
-        handle.writelines(json.dumps(r) + "\n" for r in records)
-    return {"parquet": folder / "rows.parquet", "csv": folder / "rows.csv",
-            "jsonl": folder / "rows.jsonl", "folder": folder,
-            "records": records}  # type: ignore[dict-item]
+def rows(score_rows) -> dict[str, Path]:
+    """The rows scored here (tests/pipeline/conftest.py)."""
+    return score_rows
 
 
 @pytest.fixture(scope="module")
