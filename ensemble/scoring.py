@@ -192,7 +192,10 @@ def _batches(data: Path, id_column: str | None) -> Iterator[Any]:
         if reader == "parquet":
             import pyarrow.parquet as pq
 
-            yield from pq.ParquetFile(data).iter_batches(batch_size=_READ_BATCH)
+            # pre_buffer (pyarrow's default) keeps every column chunk read so far in the
+            # reader's cache: memory would grow with the file (the whole file by the end).
+            yield from pq.ParquetFile(data, pre_buffer=False).iter_batches(
+                batch_size=_READ_BATCH)
         elif reader == "csv":
             import pyarrow.csv as pacsv
 

@@ -211,3 +211,21 @@ def test_bundle_scorer_gives_the_shards_columns(synthetic_run: Path, rows, tmp_p
         scoring.BundleScorer(synthetic_run / "bundle", id_column="key")(
             pq.read_table(rows["parquet"]))
 
+
+
+def test_reading_a_parquet_file_holds_a_bounded_part_of_it(tmp_path: Path) -> None:
+    """The Parquet reader streams: Arrow memory held while reading stays a small part of
+    the file, not the whole file by its end (pyarrow's pre_buffer cache did that)."""
+    rng = np.random.default_rng(0)
+    rows = 16000
+    table = pa.table({"id": [str(i) for i in range(rows)],
+                      "blob": [rng.bytes(2048) for _ in range(rows)]})
+    path = tmp_path / "large.parquet"
+    pq.write_table(table, path, row_group_size=1000, compression="none")
+    del table
+    start, peak, seen = pa.total_allocated_bytes(), 0, 0
+    for batch in scoring._batches(path, None):
+        seen += batch.num_rows
+        peak = max(peak, pa.total_allocated_bytes() - start)
+    assert seen == rows
+    assert peak < path.stat().st_size / 3, (peak, path.stat().st_size)
