@@ -504,7 +504,10 @@ def score_file(predictor: Any, bundle: str | os.PathLike[str], data: str | os.Pa
     group.wait()  # every process has written its shards
     if group.is_main:
         shards = [_shard_entry(i, rows, shard_rows) for i, rows in enumerate(sizes)]
-        missing = [s["file"] for s in shards if not _finished(out, s)]
+        # Shards in `done` were checked when the manifest was read or written here; only
+        # the others (another process's, or found on disk) are read back.
+        missing = [s["file"] for i, s in enumerate(shards)
+                   if i not in done and not _finished(out, s)]
         if missing:
             raise ArtifactError(f"{out}: shard(s) {missing!r} were not written by the process "
                                 "that scored them; run the same command again to score them.")
