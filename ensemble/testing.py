@@ -6,7 +6,7 @@ pipeline can run in seconds without network access.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,6 @@ def build_tiny_text_checkpoint(
     Example:
         >>> path = build_tiny_text_checkpoint("/tmp/tiny-bert", ["red", "blue"])  # doctest: +SKIP
     """
-    import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
@@ -53,14 +52,8 @@ def build_tiny_text_checkpoint(
         num_attention_heads=2, intermediate_size=2 * hidden_size, max_position_embeddings=64,
         num_labels=2,
     )
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = BertForSequenceClassification(config)
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+    return _save_random_model(directory, lambda: BertForSequenceClassification(config),
+                              tokenizer, seed)
 
 
 def build_tiny_audio_checkpoint(
@@ -85,7 +78,6 @@ def build_tiny_audio_checkpoint(
     Example:
         >>> path = build_tiny_audio_checkpoint("/tmp/tiny-wav2vec2")  # doctest: +SKIP
     """
-    import torch
     from transformers import (
         Wav2Vec2Config,
         Wav2Vec2FeatureExtractor,
@@ -103,13 +95,23 @@ def build_tiny_audio_checkpoint(
         feature_size=1, sampling_rate=sampling_rate, padding_value=0.0, do_normalize=True,
         return_attention_mask=return_attention_mask,
     )
+    return _save_random_model(directory, lambda: Wav2Vec2ForSequenceClassification(config),
+                              extractor, seed)
+
+
+def _save_random_model(directory: str | Path, build: Callable[[], Any], preprocessor: Any,
+                       seed: int) -> Path:
+    """``build()`` under ``seed`` (the caller's random state untouched), saved with its
+    tokenizer or feature extractor into ``directory`` like a Hub folder."""
+    import torch
+
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = Wav2Vec2ForSequenceClassification(config)
+        model = build()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)
-    extractor.save_pretrained(directory)
+    preprocessor.save_pretrained(directory)
     return directory
 
 
