@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -56,6 +56,18 @@ WORDS = [
 def build_tiny_text_checkpoint(directory: Path) -> Path:
     """A 2-layer, 32-wide BERT with a word-level tokenizer over WORDS, saved like a Hub folder."""
     return testing.build_tiny_text_checkpoint(directory, WORDS)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for a module's tests (tiny models: threads only contend on a busy
+    machine); the thread count is restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ config, tones whose class is learnable, files / bytes / arrays / ``datasets.Audi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +25,8 @@ FIT = {"epochs": 6, "batch_size": 8, "learning_rate": 3e-3, "head_learning_rate"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread: the model is tiny, and threads only contend on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def one_thread(one_torch_thread: None) -> None:
+    """One torch thread for this module (tests/conftest.py)."""
 
 
 def _expert(checkpoint: Path, **options: object) -> AudioExpert:

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 import yaml
 from _tiny_data import CLASSES, TONES, colour_text
 
@@ -27,11 +26,8 @@ TRAINING = {"epochs": 5, "learning_rate": 0.003, "head_learning_rate": 0.003,
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def one_thread(one_torch_thread: None) -> None:
+    """One torch thread for this module (tests/conftest.py)."""
 
 
 def _write_calls(root: Path) -> None:
